@@ -1,0 +1,190 @@
+"""pf's view of interfaces (FreeBSD pf_if.c): one kif per host interface and per interface group.
+
+The host's interfaces come from rtnetlink (pyroute2). The list is re-read only when the kernel
+has announced a link change on a subscribed netlink socket, so a lookup normally costs one poll.
+Groups follow FreeBSD: "all" holds every interface; a driver group is the name without its
+trailing digits ("eth0" -> "eth"), as cloned interfaces get on FreeBSD.
+"""
+import logging
+import os
+import select
+import threading
+import time
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl import RTMGRP_LINK
+
+log = logging.getLogger("pfd.if")
+
+IFG_ALL = "all"
+IFNAMSIZ = 16
+
+# pfi_kif.pfik_flags (FreeBSD 12) and pfi_if.pfif_flags (OpenBSD 3.x)
+PFI_IFLAG_REFS = 0x0001
+PFI_IFLAG_SKIP = 0x0100
+PFI_IFLAG_GROUP = 0x0001
+PFI_IFLAG_INSTANCE = 0x0002
+PFI_IFLAG_ATTACHED = 0x0040
+# DIOCIGETIFACES selectors of the OpenBSD 3.x generation
+PFI_FLAG_GROUP = 0x0001
+PFI_FLAG_INSTANCE = 0x0002
+PFI_FLAG_ALLMASK = PFI_FLAG_GROUP | PFI_FLAG_INSTANCE
+
+
+class Kif:
+    """One pf interface record: a real interface (ifindex > 0) or a group (members)."""
+
+    __slots__ = ("name", "ifindex", "members", "groups", "flags", "tzero", "packets", "bytes", "rulerefs")
+
+    def __init__(self, name, ifindex=0):
+        self.name = name
+        self.ifindex = ifindex          # 0 for a group
+        self.members = []               # names of member interfaces (groups only)
+        self.groups = []                # names of the groups an interface belongs to
+        self.flags = 0
+        self.tzero = 0
+        # [af inet/inet6][dir in/out][pass/block], flattened in C order
+        self.packets = [0] * 8
+        self.bytes = [0] * 8
+        self.rulerefs = 0
+
+    @property
+    def is_group(self):
+        return self.ifindex == 0
+
+    def clear_counters(self):
+        self.packets = [0] * 8
+        self.bytes = [0] * 8
+        self.tzero = int(time.time())
+
+
+def driver_group(ifname):
+    """The driver group of an interface name, or None when the name has no trailing digits
+    (the group would then shadow the interface itself, e.g. Linux's "lo")."""
+    stem = ifname.rstrip("0123456789")
+    if not stem or stem == ifname:
+        return None
+    return stem
+
+
+class Interfaces:
+    """The kif table, kept in step with the host's links."""
+
+    def __init__(self, ipr_factory=IPRoute):
+        self._lock = threading.Lock()
+        self._kifs = {}                 # name -> Kif, interfaces and groups
+        self._ipr = ipr_factory()
+        self._events = ipr_factory()
+        self._events.bind(groups=RTMGRP_LINK)
+        self._events_fd = self._events.fileno()
+        self._refresh()
+
+    def close(self):
+        self._ipr.close()
+        self._events.close()
+
+    # -- keeping in step with the host -------------------------------------------------------
+    def _pending_events(self):
+        """Drain link notifications; True if any arrived since the last look."""
+        got = False
+        while select.select([self._events_fd], [], [], 0)[0]:
+            try:
+                if not os.read(self._events_fd, 1 << 16):
+                    break
+            except BlockingIOError:
+                break
+            got = True
+        return got
+
+    def _refresh(self):
+        links = {}
+        for msg in self._ipr.get_links():
+            name = msg.get_attr("IFLA_IFNAME")
+            if name:
+                links[name] = msg["index"]
+        with self._lock:
+            old = self._kifs
+            kifs = {}
+            for name, index in links.items():
+                kif = old.get(name)
+                if kif is None or kif.ifindex != index:
+                    kif = Kif(name, index)
+                    if name in old and old[name].is_group:
+                        kif.flags = old[name].flags
+                kif.groups = [IFG_ALL]
+                drv = driver_group(name)
+                if drv is not None and drv not in links:
+                    kif.groups.append(drv)
+                kifs[name] = kif
+            for kif in list(kifs.values()):
+                for group in kif.groups:
+                    g = kifs.get(group)
+                    if g is None:
+                        g = old.get(group)
+                        if g is None or not g.is_group:
+                            g = Kif(group)
+                        g.members = []
+                        kifs[group] = g
+                    g.members.append(kif.name)
+            for g in kifs.values():
+                g.members.sort()
+            gone = sorted(set(old) - set(kifs))
+            new = sorted(set(kifs) - set(old))
+            self._kifs = kifs
+        if old and (gone or new):
+            log.info("interfaces changed: +%s -%s", ",".join(new) or "none", ",".join(gone) or "none")
+
+    def sync(self):
+        if self._pending_events():
+            self._refresh()
+
+    # -- lookups -------------------------------------------------------------------------------
+    def get(self, name):
+        self.sync()
+        return self._kifs.get(name)
+
+    def sorted_kifs(self):
+        """All kifs in name order (FreeBSD walks its RB tree of kifs, keyed by name)."""
+        self.sync()
+        with self._lock:
+            return [self._kifs[n] for n in sorted(self._kifs, key=lambda s: s.encode())]
+
+    def match(self, filt):
+        """FreeBSD 12 pfi_skip_if: "" = all; an exact name; or a group name (which may not end
+        in a digit) selecting the interfaces in that group."""
+        kifs = self.sorted_kifs()
+        if not filt:
+            return kifs
+        out = []
+        group_ok = 0 < len(filt) < IFNAMSIZ and not filt[-1].isdigit()
+        for kif in kifs:
+            if kif.name == filt or (group_ok and not kif.is_group and filt in kif.groups):
+                out.append(kif)
+        return out
+
+    def match_obsd(self, filt, flags):
+        """OpenBSD 3.x pfi_skip_if: flags select groups and/or instances; the filter is an exact
+        name, or (not ending in a digit) a prefix followed by digits."""
+        out = []
+        for kif in self.sorted_kifs():
+            if kif.is_group and not flags & PFI_FLAG_GROUP:
+                continue
+            if not kif.is_group and not flags & PFI_FLAG_INSTANCE:
+                continue
+            if filt and kif.name != filt:
+                n = len(filt)
+                if not (0 < n < IFNAMSIZ) or filt[-1].isdigit():
+                    continue
+                if not kif.name.startswith(filt) or not kif.name[n:n + 1].isdigit():
+                    continue
+            out.append(kif)
+        return out
+
+    def members(self, name):
+        """The interface kifs a name stands for: itself, or a group's members."""
+        kif = self.get(name)
+        if kif is None:
+            return []
+        if not kif.is_group:
+            return [kif]
+        return [self._kifs[m] for m in kif.members if m in self._kifs]

@@ -1,0 +1,439 @@
+# cython: language_level=3
+"""The /dev/pf ioctl edge (FreeBSD pf_ioctl.c pfioctl()): one table maps each command value to
+its argument size, access class and handler. Handlers decode the argument struct through the
+header's types (pfvar.pxd), call one core function, encode the answer in place. Core exceptions
+become errnos here and nowhere else.
+
+The device front calls a Dispatcher (docs/architecture.md) and knows nothing of pf.
+"""
+import errno
+import logging
+import time
+
+from libc.string cimport memset, memcpy, strncpy
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from pfkern.pfvar cimport *
+from pfkern.pf cimport PfCore
+
+from pfkern.errors import Access, Invalid, NoDevice, NotFound, PfError, TooBig, to_oserror
+from pfkern.pf_if import PFI_FLAG_ALLMASK
+
+log = logging.getLogger("pfd.ioctl")
+
+# net.pf.request_maxcount: the most elements one ioctl may carry.
+REQUEST_MAXCOUNT = 65535
+# BSD encodes _IO with IOC_VOID (bit 29); Linux with no direction bits.
+BSD_IOC_VOID = 0x20000000
+# Linux address families travel in structs; FreeBSD's AF_INET6 (28) is accepted on input too.
+AF_INET = 2
+AF_INET6 = 10
+AF_INET6_BSD = 28
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+
+# Non-zero stand-ins for kernel pointers that pfctl tests as booleans (pfik_ifp, pfik_group).
+KIF_IFP_TOKEN = 0xfffff80000000000
+KIF_GROUP_TOKEN = 0xfffff80100000000
+
+# Region directions for the CUSE front's prefetch (docs/architecture.md).
+REGION_IN = 1
+REGION_OUT = 2
+
+# Access classes: what a fd opened without write permission may do (FreeBSD's FWRITE check).
+cdef enum:
+    ACC_RW = 0            # needs a writable fd, else EACCES
+    ACC_RO = 1            # allowed read-only
+    ACC_RO_NO_CLEAR = 2   # read-only unless it clears counters (DIOCGETRULE)
+    ACC_RO_IF_DUMMY = 3   # read-only only as a dry run (table ops with PFR_FLAG_DUMMY)
+
+
+cdef inline str cstring(const char *p, Py_ssize_t size):
+    """A fixed-size C char array as str, up to its first NUL."""
+    cdef Py_ssize_t n = 0
+    while n < size and p[n] != 0:
+        n += 1
+    return p[:n].decode("latin-1")
+
+
+cdef inline int af_of(uint8_t af):
+    return AF_INET6 if af == AF_INET6_BSD else af
+
+
+cdef bint addr_zero(pf_addr *a, int af):
+    """PF_AZERO: only an address of a known family can be zero."""
+    if af == AF_INET:
+        return a.addr32[0] == 0
+    if af == AF_INET6:
+        return a.addr32[0] == 0 and a.addr32[1] == 0 and a.addr32[2] == 0 and a.addr32[3] == 0
+    return False
+
+
+# --- handlers: (dispatcher, fd context, argument buffer, caller memory) -----------------------
+
+def h_start(d, ctx, bytearray buf, mem):
+    d.core.start()
+
+
+def h_stop(d, ctx, bytearray buf, mem):
+    d.core.stop()
+
+
+def h_getstatus(d, ctx, bytearray buf, mem):
+    cdef PfCore core = d.core
+    core.fill_status(<pf_status *><char *>buf)
+
+
+def h_clrstatus(d, ctx, bytearray buf, mem):
+    d.core.clear_status()
+
+
+def h_setstatusif(d, ctx, bytearray buf, mem):
+    cdef pfioc_if *pi = <pfioc_if *><char *>buf
+    d.core.set_status_interface(cstring(pi.ifname, 16).encode("latin-1"))
+
+
+def h_setdebug(d, ctx, bytearray buf, mem):
+    d.core.set_debug((<uint32_t *><char *>buf)[0])
+
+
+def h_sethostid(d, ctx, bytearray buf, mem):
+    d.core.set_hostid((<uint32_t *><char *>buf)[0])
+
+
+def h_gettimeout(d, ctx, bytearray buf, mem):
+    cdef pfioc_tm *pt = <pfioc_tm *><char *>buf
+    pt.seconds = d.core.get_timeout(pt.timeout)
+
+
+def h_settimeout(d, ctx, bytearray buf, mem):
+    cdef pfioc_tm *pt = <pfioc_tm *><char *>buf
+    pt.seconds = d.core.set_timeout(pt.timeout, pt.seconds)
+
+
+def h_getlimit(d, ctx, bytearray buf, mem):
+    cdef pfioc_limit *pl = <pfioc_limit *><char *>buf
+    pl.limit = d.core.get_limit(pl.index)
+
+
+def h_setlimit(d, ctx, bytearray buf, mem):
+    cdef pfioc_limit *pl = <pfioc_limit *><char *>buf
+    pl.limit = d.core.set_limit(pl.index, pl.limit)
+
+
+def h_natlook(d, ctx, bytearray buf, mem):
+    """Find the state a proxy's connection belongs to; answer its other-side key.
+    The direction picks the key: PF_IN looks on wire keys, PF_OUT on stack keys."""
+    cdef pfioc_natlook *nl = <pfioc_natlook *><char *>buf
+    cdef int af = af_of(nl.af)
+    cdef int direction = nl.direction
+    if direction != PF_INOUT and direction != PF_IN and direction != PF_OUT:
+        raise Invalid("direction must be PF_INOUT, PF_IN or PF_OUT")   # FreeBSD would panic
+    if (not nl.proto or addr_zero(&nl.saddr, af) or addr_zero(&nl.daddr, af) or
+            ((nl.proto == IPPROTO_TCP or nl.proto == IPPROTO_UDP) and (not nl.sport or not nl.dport))):
+        raise Invalid("natlook needs protocol, both addresses and, for TCP/UDP, both ports")
+    sidx = 1 if direction == PF_IN else 0
+    didx = 1 - sidx
+    addrs = [None, None]
+    ports = [0, 0]
+    addrs[sidx] = bytes((<uint8_t *>&nl.saddr)[:16])
+    addrs[didx] = bytes((<uint8_t *>&nl.daddr)[:16])
+    ports[sidx] = nl.sport
+    ports[didx] = nl.dport
+    found = d.core.states.find_all((af, nl.proto, tuple(addrs), tuple(ports)), direction)
+    if len(found) > 1:
+        raise TooBig("more than one state matches")
+    if not found:
+        raise NotFound("no such state")
+    key = found[0].key[sidx]
+    memcpy(&nl.rsaddr, <char *>key.addr[sidx], 16)
+    memcpy(&nl.rdaddr, <char *>key.addr[didx], 16)
+    nl.rsport = key.port[sidx]
+    nl.rdport = key.port[didx]
+
+
+def h_igetifaces(d, ctx, bytearray buf, mem):
+    """DIOCIGETIFACES in two generations, told apart by the element size."""
+    cdef pfioc_iface *io = <pfioc_iface *><char *>buf
+    if io.pfiio_esize == sizeof(pfi_kif):
+        _igetifaces_kif(d, io, mem)
+    elif io.pfiio_esize == sizeof(pfi_if):
+        _igetifaces_obsd(d, io, mem)
+    else:
+        raise NoDevice("pfiio_esize is neither sizeof(struct pfi_kif) nor sizeof(struct pfi_if)")
+
+
+cdef _igetifaces_kif(d, pfioc_iface *io, mem):
+    """FreeBSD 12: fill at most pfiio_size entries; pfiio_size becomes the number written, or
+    the input size + 1 when more exist (the count quirk pfctl loops on). The whole buffer of
+    pfiio_size entries is copied out."""
+    cdef int size = io.pfiio_size
+    cdef pfi_kif *k
+    if size < 0 or size > REQUEST_MAXCOUNT:
+        raise Invalid("pfiio_size out of range")
+    kifs = d.core.interfaces.match(cstring(io.pfiio_name, 16))
+    cdef int n = 0
+    out = bytearray(size * sizeof(pfi_kif))
+    now = int(time.time())
+    for kif in kifs:
+        if size <= n:
+            n += 1
+            break
+        if not kif.tzero:
+            kif.tzero = now
+        k = <pfi_kif *>(<char *>out + n * sizeof(pfi_kif))
+        _encode_kif(kif, k)
+        n += 1
+    if size:
+        mem.write(<size_t>io.pfiio_buffer, bytes(out))
+    io.pfiio_size = n
+
+
+cdef _encode_kif(kif, pfi_kif *k):
+    cdef int i
+    name = kif.name.encode("latin-1")[:15]
+    memset(k.pfik_name, 0, 16)
+    memcpy(k.pfik_name, <char *>name, len(name))
+    for i in range(8):
+        (<uint64_t *>k.pfik_packets)[i] = kif.packets[i]
+        (<uint64_t *>k.pfik_bytes)[i] = kif.bytes[i]
+    k.pfik_tzero = kif.tzero
+    k.pfik_flags = kif.flags
+    if kif.is_group:
+        k.pfik_group = <void *><uint64_t>(KIF_GROUP_TOKEN + (hash(kif.name) & 0xffff) * 64)
+    else:
+        k.pfik_ifp = <void *><uint64_t>(KIF_IFP_TOKEN + kif.ifindex * 0x1000)
+    k.pfik_rulerefs = kif.rulerefs
+
+
+cdef _igetifaces_obsd(d, pfioc_iface *io, mem):
+    """OpenBSD 3.x: the flags select groups and/or instances; pfiio_size returns the total
+    number of matches, entries are copied while they fit."""
+    cdef pfi_if *p
+    cdef int i
+    if io.pfiio_flags & ~PFI_FLAG_ALLMASK:
+        raise Invalid("pfiio_flags outside PFI_FLAG_GROUP|PFI_FLAG_INSTANCE")
+    kifs = d.core.interfaces.match_obsd(cstring(io.pfiio_name, 16), io.pfiio_flags)
+    cdef int room = max(io.pfiio_size, 0)
+    cdef int fits = min(room, len(kifs))
+    out = bytearray(fits * sizeof(pfi_if))
+    now = int(time.time())
+    for i in range(fits):
+        kif = kifs[i]
+        if not kif.tzero:
+            kif.tzero = now
+        p = <pfi_if *>(<char *>out + i * sizeof(pfi_if))
+        name = kif.name.encode("latin-1")[:15]
+        memcpy(p.pfif_name, <char *>name, len(name))
+        for j in range(8):
+            (<uint64_t *>p.pfif_packets)[j] = kif.packets[j]
+            (<uint64_t *>p.pfif_bytes)[j] = kif.bytes[j]
+        p.pfif_tzero = kif.tzero
+        p.pfif_rules = kif.rulerefs
+        p.pfif_flags = (PFI_IFLAG_GROUP if kif.is_group else PFI_IFLAG_INSTANCE | PFI_IFLAG_ATTACHED) \
+            | (kif.flags & PFI_IFLAG_SKIP)
+    if fits:
+        mem.write(<size_t>io.pfiio_buffer, bytes(out))
+    io.pfiio_size = len(kifs)
+
+
+def h_iclristats(d, ctx, bytearray buf, mem):
+    """OpenBSD 3.x DIOCICLRISTATS: zero the counters of the selected kifs."""
+    cdef pfioc_iface *io = <pfioc_iface *><char *>buf
+    if io.pfiio_flags & ~PFI_FLAG_ALLMASK:
+        raise Invalid("pfiio_flags outside PFI_FLAG_GROUP|PFI_FLAG_INSTANCE")
+    kifs = d.core.interfaces.match_obsd(cstring(io.pfiio_name, 16), io.pfiio_flags)
+    for kif in kifs:
+        kif.clear_counters()
+    io.pfiio_nzero = len(kifs)
+
+
+def regions_iface(bytes data):
+    cdef pfioc_iface io
+    if len(data) < sizeof(io):
+        return []
+    memcpy(&io, <char *>data, sizeof(io))
+    if io.pfiio_esize not in (sizeof(pfi_kif), sizeof(pfi_if)) or not 0 < io.pfiio_size <= REQUEST_MAXCOUNT:
+        return []
+    return [(<size_t>io.pfiio_buffer, io.pfiio_size * io.pfiio_esize, REGION_OUT)]
+
+
+# --- the table --------------------------------------------------------------------------------
+# (name, Linux command value, access class, handler or None, embedded-region function or None)
+# Commands with no handler yet are known (their access class applies) and answer ENODEV, as
+# FreeBSD does for commands its kernel was built without (ALTQ).
+COMMANDS = (
+    ("DIOCSTART", DIOCSTART, ACC_RW, h_start, None),
+    ("DIOCSTOP", DIOCSTOP, ACC_RW, h_stop, None),
+    ("DIOCADDRULE", DIOCADDRULE, ACC_RW, None, None),
+    ("DIOCGETRULES", DIOCGETRULES, ACC_RO, None, None),
+    ("DIOCGETRULE", DIOCGETRULE, ACC_RO_NO_CLEAR, None, None),
+    ("DIOCCLRSTATES", DIOCCLRSTATES, ACC_RW, None, None),
+    ("DIOCGETSTATE", DIOCGETSTATE, ACC_RO, None, None),
+    ("DIOCSETSTATUSIF", DIOCSETSTATUSIF, ACC_RW, h_setstatusif, None),
+    ("DIOCGETSTATUS", DIOCGETSTATUS, ACC_RO, h_getstatus, None),
+    ("DIOCCLRSTATUS", DIOCCLRSTATUS, ACC_RW, h_clrstatus, None),
+    ("DIOCNATLOOK", DIOCNATLOOK, ACC_RO, h_natlook, None),
+    ("DIOCSETDEBUG", DIOCSETDEBUG, ACC_RW, h_setdebug, None),
+    ("DIOCGETSTATES", DIOCGETSTATES, ACC_RO, None, None),
+    ("DIOCCHANGERULE", DIOCCHANGERULE, ACC_RW, None, None),
+    ("DIOCSETTIMEOUT", DIOCSETTIMEOUT, ACC_RW, h_settimeout, None),
+    ("DIOCGETTIMEOUT", DIOCGETTIMEOUT, ACC_RO, h_gettimeout, None),
+    ("DIOCADDSTATE", DIOCADDSTATE, ACC_RW, None, None),
+    ("DIOCCLRRULECTRS", DIOCCLRRULECTRS, ACC_RW, None, None),
+    ("DIOCGETLIMIT", DIOCGETLIMIT, ACC_RO, h_getlimit, None),
+    ("DIOCSETLIMIT", DIOCSETLIMIT, ACC_RW, h_setlimit, None),
+    ("DIOCKILLSTATES", DIOCKILLSTATES, ACC_RW, None, None),
+    ("DIOCSTARTALTQ", DIOCSTARTALTQ, ACC_RW, None, None),
+    ("DIOCSTOPALTQ", DIOCSTOPALTQ, ACC_RW, None, None),
+    ("DIOCADDALTQV0", DIOCADDALTQV0, ACC_RW, None, None),
+    ("DIOCADDALTQV1", DIOCADDALTQV1, ACC_RW, None, None),
+    ("DIOCGETALTQSV0", DIOCGETALTQSV0, ACC_RO, None, None),
+    ("DIOCGETALTQSV1", DIOCGETALTQSV1, ACC_RO, None, None),
+    ("DIOCGETALTQV0", DIOCGETALTQV0, ACC_RO, None, None),
+    ("DIOCGETALTQV1", DIOCGETALTQV1, ACC_RO, None, None),
+    ("DIOCCHANGEALTQV0", DIOCCHANGEALTQV0, ACC_RW, None, None),
+    ("DIOCCHANGEALTQV1", DIOCCHANGEALTQV1, ACC_RW, None, None),
+    ("DIOCGETQSTATSV0", DIOCGETQSTATSV0, ACC_RO, None, None),
+    ("DIOCGETQSTATSV1", DIOCGETQSTATSV1, ACC_RO, None, None),
+    ("DIOCBEGINADDRS", DIOCBEGINADDRS, ACC_RW, None, None),
+    ("DIOCADDADDR", DIOCADDADDR, ACC_RW, None, None),
+    ("DIOCGETADDRS", DIOCGETADDRS, ACC_RO, None, None),
+    ("DIOCGETADDR", DIOCGETADDR, ACC_RO, None, None),
+    ("DIOCCHANGEADDR", DIOCCHANGEADDR, ACC_RW, None, None),
+    ("DIOCGETRULESETS", DIOCGETRULESETS, ACC_RO, None, None),
+    ("DIOCGETRULESET", DIOCGETRULESET, ACC_RO, None, None),
+    ("DIOCRCLRTABLES", DIOCRCLRTABLES, ACC_RO_IF_DUMMY, None, None),
+    ("DIOCRADDTABLES", DIOCRADDTABLES, ACC_RO_IF_DUMMY, None, None),
+    ("DIOCRDELTABLES", DIOCRDELTABLES, ACC_RO_IF_DUMMY, None, None),
+    ("DIOCRGETTABLES", DIOCRGETTABLES, ACC_RO, None, None),
+    ("DIOCRGETTSTATS", DIOCRGETTSTATS, ACC_RO, None, None),
+    ("DIOCRCLRTSTATS", DIOCRCLRTSTATS, ACC_RO_IF_DUMMY, None, None),
+    ("DIOCRCLRADDRS", DIOCRCLRADDRS, ACC_RO_IF_DUMMY, None, None),
+    ("DIOCRADDADDRS", DIOCRADDADDRS, ACC_RO_IF_DUMMY, None, None),
+    ("DIOCRDELADDRS", DIOCRDELADDRS, ACC_RO_IF_DUMMY, None, None),
+    ("DIOCRSETADDRS", DIOCRSETADDRS, ACC_RO_IF_DUMMY, None, None),
+    ("DIOCRGETADDRS", DIOCRGETADDRS, ACC_RO, None, None),
+    ("DIOCRGETASTATS", DIOCRGETASTATS, ACC_RO, None, None),
+    ("DIOCRCLRASTATS", DIOCRCLRASTATS, ACC_RW, None, None),
+    ("DIOCRTSTADDRS", DIOCRTSTADDRS, ACC_RO, None, None),
+    ("DIOCRSETTFLAGS", DIOCRSETTFLAGS, ACC_RO_IF_DUMMY, None, None),
+    ("DIOCRINADEFINE", DIOCRINADEFINE, ACC_RW, None, None),
+    ("DIOCOSFPFLUSH", DIOCOSFPFLUSH, ACC_RW, None, None),
+    ("DIOCOSFPADD", DIOCOSFPADD, ACC_RW, None, None),
+    ("DIOCOSFPGET", DIOCOSFPGET, ACC_RO, None, None),
+    ("DIOCXBEGIN", DIOCXBEGIN, ACC_RW, None, None),
+    ("DIOCXCOMMIT", DIOCXCOMMIT, ACC_RW, None, None),
+    ("DIOCXROLLBACK", DIOCXROLLBACK, ACC_RW, None, None),
+    ("DIOCGETSRCNODES", DIOCGETSRCNODES, ACC_RO, None, None),
+    ("DIOCCLRSRCNODES", DIOCCLRSRCNODES, ACC_RW, None, None),
+    ("DIOCSETHOSTID", DIOCSETHOSTID, ACC_RW, h_sethostid, None),
+    ("DIOCIGETIFACES", DIOCIGETIFACES, ACC_RO, h_igetifaces, regions_iface),
+    ("DIOCSETIFFLAG", DIOCSETIFFLAG, ACC_RW, None, None),
+    ("DIOCCLRIFFLAG", DIOCCLRIFFLAG, ACC_RW, None, None),
+    ("DIOCKILLSRCNODES", DIOCKILLSRCNODES, ACC_RW, None, None),
+    ("DIOCGIFSPEEDV0", DIOCGIFSPEEDV0, ACC_RO, None, None),
+    ("DIOCGIFSPEEDV1", DIOCGIFSPEEDV1, ACC_RO, None, None),
+    # OpenBSD 3.x generation, served beside FreeBSD 12's
+    ("DIOCICLRISTATS", DIOCICLRISTATS, ACC_RW, h_iclristats, regions_iface),
+)
+
+
+class Command:
+    """One row of the table, with the argument size taken from the command value itself."""
+    __slots__ = ("name", "value", "size", "access", "handler", "regions")
+
+    def __init__(self, name, value, access, handler, regions):
+        self.name = name
+        value &= 0xffffffff           # the header's macros reach Cython as C ints
+        self.value = value
+        # _IOWR carries its argument size in bits 16..29; _IO carries none
+        self.size = (value >> 16) & 0x3fff if value & 0xc0000000 else 0
+        self.access = access
+        self.handler = handler
+        self.regions = regions
+
+
+def build_table():
+    table = {}
+    for row in COMMANDS:
+        cmd = Command(*row)
+        table[cmd.value] = cmd
+        if cmd.size == 0:
+            table[cmd.value | BSD_IOC_VOID] = cmd      # the BSD encoding of the same _IO
+    return table
+
+
+class FdContext:
+    """What one open file description of /dev/pf holds."""
+    __slots__ = ("flags", "writable")
+
+    def __init__(self, flags):
+        self.flags = flags
+        self.writable = (flags & 3) != 0        # O_WRONLY or O_RDWR: FreeBSD's FWRITE
+
+
+class Dispatcher:
+    """The pf side of the device front's interface (docs/architecture.md)."""
+
+    def __init__(self, core):
+        self.core = core
+        self.table = build_table()
+        self._trace = log.isEnabledFor(logging.DEBUG)
+
+    def open(self, flags):
+        return FdContext(flags)
+
+    def release(self, ctx):
+        pass
+
+    def layout(self, unsigned int cmd):
+        entry = self.table.get(cmd)
+        if entry is None:
+            return (0, 0)
+        return (entry.size, entry.size)
+
+    def regions(self, unsigned int cmd, data):
+        entry = self.table.get(cmd)
+        if entry is None or entry.regions is None:
+            return []
+        return entry.regions(bytes(data))
+
+    def ioctl(self, ctx, unsigned int cmd, arg, data, mem):
+        entry = self.table.get(cmd)
+        try:
+            buf = self._argument(entry, arg, data, mem)
+            if not ctx.writable:
+                check_readonly(entry, buf)
+            if entry is None or entry.handler is None:
+                raise NoDevice("unknown command")
+            entry.handler(self, ctx, buf, mem)
+        except PfError as exc:
+            if self._trace:
+                log.debug("ioctl %s (0x%08x) -> %s", entry.name if entry else "?", cmd,
+                          errno.errorcode.get(exc.errno, exc.errno))
+            raise to_oserror(exc) from None
+        if self._trace:
+            log.debug("ioctl %s (0x%08x) -> ok", entry.name, cmd)
+        return bytes(buf)
+
+    @staticmethod
+    def _argument(entry, arg, data, mem):
+        """The top-level struct: what the kernel delivered, completed from caller memory."""
+        size = entry.size if entry is not None else 0
+        buf = bytearray(size)
+        have = min(len(data), size)
+        buf[:have] = data[:have]
+        if have < size:
+            buf[have:] = mem.read(arg + have, size - have)
+        return buf
+
+
+def check_readonly(entry, bytearray buf):
+    """FreeBSD's list of commands a fd without FWRITE may issue; anything else is EACCES
+    (unknown commands included: the check comes before dispatch)."""
+    if entry is None or entry.access == ACC_RW:
+        raise Access("fd not open for writing")
+    if entry.access == ACC_RO_NO_CLEAR and (<pfioc_rule *><char *>buf).action == PF_GET_CLR_CNTR:
+        raise Access("clearing counters needs a writable fd")
+    if entry.access == ACC_RO_IF_DUMMY and not (<pfioc_table *><char *>buf).pfrio_flags & PFR_FLAG_DUMMY:
+        raise Access("table change needs a writable fd")

@@ -1,0 +1,78 @@
+"""pfd — the daemon: serves /dev/pf (CUSE device or FUSE file) in the foreground.
+
+Service managers and tests supervise it; it logs to stderr. SIGTERM/SIGINT stop it cleanly
+(device node or mount removed).
+"""
+import argparse
+import logging
+import os
+import subprocess
+import sys
+
+log = logging.getLogger("pfd")
+
+LOG_FORMAT = "pfd[%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="pfd", description="FreeBSD pf's /dev/pf on Linux, served from userspace.")
+    p.add_argument("--device", default="/dev/pf", help="device path (default /dev/pf)")
+    p.add_argument("--mode", choices=("auto", "cuse", "fuse"), default="auto",
+                   help="cuse: character device through /dev/cuse; fuse: a FUSE file mounted on the "
+                        "path; auto: cuse when the kernel has it (default)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="debug adds a trace of every ioctl")
+    p.add_argument("--perm", default="0600", help="mode of the device node (octal, default 0600)")
+    p.add_argument("--group", default=None, help="group owning the device node")
+    p.add_argument("--demo", action="store_true",
+                   help="once serving, run the demo client against the device and keep serving")
+    args = p.parse_args(argv)
+    try:
+        args.perm = int(args.perm, 8)
+    except ValueError:
+        p.error(f"--perm: not an octal mode: {args.perm!r}")
+    if not 0 <= args.perm <= 0o7777:
+        p.error(f"--perm: mode out of range: {args.perm:o}")
+    return args
+
+
+def build_dispatcher():
+    from pfkern.pf import PfCore
+    from pfkern.pf_if import Interfaces
+    from pfkern.pf_ioctl import Dispatcher
+    return Dispatcher(PfCore(Interfaces()))
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
+    from cuse.front import DeviceBusy, serve
+
+    dispatcher = build_dispatcher()
+    demo = []
+
+    def ready():
+        log.info("serving %s", args.device)
+        if args.demo:
+            demo.append(subprocess.Popen([sys.executable, "-m", "pfkern.demo", "--device", args.device]))
+
+    log.info("starting: device %s, mode %s", args.device, args.mode)
+    try:
+        serve(dispatcher, device=args.device, mode=args.mode, perm=args.perm, group=args.group, ready=ready)
+    except DeviceBusy as exc:
+        print(f"pfd: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError) as exc:
+        log.error("cannot serve %s: %s", args.device, exc)
+        return 1
+    finally:
+        for proc in demo:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
