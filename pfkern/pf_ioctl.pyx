@@ -437,3 +437,21 @@ def check_readonly(entry, bytearray buf):
         raise Access("clearing counters needs a writable fd")
     if entry.access == ACC_RO_IF_DUMMY and not (<pfioc_table *><char *>buf).pfrio_flags & PFR_FLAG_DUMMY:
         raise Access("table change needs a writable fd")
+
+
+def struct_sizes():
+    """sizeof() of the argument structs as Cython compiled them from the header (the ABI test
+    holds them against the reference and the ctypes library)."""
+    return {
+        "pf_status": sizeof(pf_status),
+        "pfioc_natlook": sizeof(pfioc_natlook),
+        "pfioc_tm": sizeof(pfioc_tm),
+        "pfioc_limit": sizeof(pfioc_limit),
+        "pfioc_if": sizeof(pfioc_if),
+        "pfioc_iface": sizeof(pfioc_iface),
+        "pfi_kif": sizeof(pfi_kif),
+        "pfi_if": sizeof(pfi_if),
+        "pfioc_rule": sizeof(pfioc_rule),
+        "pfioc_table": sizeof(pfioc_table),
+        "pfioc_altq_v1": sizeof(pfioc_altq_v1),
+    }
