@@ -18,6 +18,7 @@ STATS_PRELUDE = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 static const char *pf_device = PF_DEVICE;
 
