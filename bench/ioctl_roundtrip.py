@@ -9,14 +9,13 @@ time; each round runs baseline and pfd back to back; the figures are medians ove
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from front_noop import start_server, stop_server  # noqa: E402
 
 CLIENT = r"""
 #include <sys/types.h>
@@ -66,32 +65,9 @@ int main(int argc, char **argv)
 }
 """
 
-NOOP_SERVER = r"""
-import sys
-from cuse.front import NoopDispatcher, serve
-serve(NoopDispatcher(), device=sys.argv[1], mode="fuse", ready=lambda: print("ready", flush=True))
-"""
-
-
-def start(cmd, path, ready_text):
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if ready_text in line:
-            return proc
-    proc.kill()
-    raise RuntimeError(f"server for {path} did not start")
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+# Both servers run in the same harness; only the dispatcher differs.
+NOOP = "cuse.front:NoopDispatcher"
+PFD = "pfkern.pfd:build_dispatcher"
 
 
 def main(argv=None):
@@ -111,9 +87,8 @@ def main(argv=None):
         subprocess.run(["cc", "-O2", "-o", client, client + ".c", *flags], check=True)
 
         noop_path, pfd_path = os.path.join(work, "noop"), os.path.join(work, "pf")
-        noop = start([sys.executable, "-c", NOOP_SERVER, noop_path], noop_path, "ready")
-        pfd = start([sys.executable, "-m", "pfkern.pfd", "--device", pfd_path, "--mode", "fuse"],
-                    pfd_path, "serving " + pfd_path)
+        noop = start_server(noop_path, NOOP)
+        pfd = start_server(pfd_path, PFD)
         try:
             results = {}
             for _ in range(args.rounds):
@@ -123,8 +98,8 @@ def main(argv=None):
                                              capture_output=True, text=True).stdout
                         results.setdefault((op, name), []).append(float(out))
         finally:
-            stop(noop)
-            stop(pfd)
+            stop_server(noop)
+            stop_server(pfd)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
