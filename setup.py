@@ -39,6 +39,11 @@ def extension(pyx, package=None, include_dirs=()):
 os.chdir(HERE)
 extensions = [extension(p, "fuse3") for p in sorted(glob.glob("cuse/*.pyx"))]
 extensions += [extension(p, "libbsd-overlay", include_dirs=["pfkern"]) for p in sorted(glob.glob("pfkern/*.pyx"))]
+# PF_BUILD_ONLY=pfkern.pf_table,pfkern.pf_ioctl_table builds just those (several people building
+# different modules of one tree at once must not cythonize each other's half-written files).
+only = {m for m in os.environ.get("PF_BUILD_ONLY", "").split(",") if m}
+if only:
+    extensions = [e for e in extensions if e.name in only]
 
 setup(
     name="pf-linux",

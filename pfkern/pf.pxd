@@ -8,8 +8,12 @@ cdef class PfCore:
     # Default timeouts (V_pf_default_rule.timeout) and pool limits (V_pf_limits[].limit).
     cdef uint32_t timeout[PFTM_MAX]
     cdef unsigned int limit[PF_LIMIT_MAX]
+    # The concerns' own state, wired by pfd.build_dispatcher():
     cdef public object interfaces     # pf_if.Interfaces
-    cdef public object states         # the state table (keyed lookups for DIOCNATLOOK)
+    cdef public object states         # pf_state.StateTable (the table the datapath uses)
+    cdef public object rulesets       # pf_ruleset.Rulesets (anchors, rulesets, transactions)
+    cdef public object tables         # pf_table.Tables (radix tables)
+    cdef public object osfp           # pf_osfp.Fingerprints
 
     cdef void fill_status(self, pf_status *out)
     cdef void update_if_status(self, pf_status *out)

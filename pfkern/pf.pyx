@@ -29,21 +29,6 @@ def random_hostid():
             return value
 
 
-class StateTable:
-    """Placeholder state table: the datapath and DIOCADDSTATE fill it (later issues).
-    `find_all(af, proto, addr, port, direction)` returns the states whose wire (PF_IN) or
-    stack (PF_OUT) key matches, as FreeBSD's pf_find_state_all walks them."""
-
-    def __init__(self):
-        self._by_key = {}
-
-    def __len__(self):
-        return len(self._by_key)
-
-    def find_all(self, key, direction):
-        return list(self._by_key.get((key, direction), ()))
-
-
 cdef class PfCore:
     def __init__(self, interfaces=None):
         memset(&self.status, 0, sizeof(self.status))
@@ -55,7 +40,6 @@ cdef class PfCore:
         for i, value in enumerate(DEFAULT_LIMITS):
             self.limit[i] = value
         self.interfaces = interfaces
-        self.states = StateTable()
 
     # -- run state ---------------------------------------------------------------------------
     @property
@@ -96,7 +80,7 @@ cdef class PfCore:
         out.since = self.status.since
         out.debug = self.status.debug
         out.hostid = self.status.hostid
-        out.states = len(self.states)
+        out.states = len(self.states) if self.states is not None else 0
         out.src_nodes = self.status.src_nodes
         memcpy(out.ifname, self.status.ifname, sizeof(self.status.ifname))
         memcpy(out.pf_chksum, self.status.pf_chksum, sizeof(self.status.pf_chksum))

@@ -17,6 +17,7 @@ from pfkern.pf cimport PfCore
 
 from pfkern.errors import Access, Invalid, NoDevice, NotFound, PfError, TooBig, to_oserror
 from pfkern.pf_if import PFI_FLAG_ALLMASK
+from pfkern import pf_ioctl_misc, pf_ioctl_rules, pf_ioctl_state, pf_ioctl_table
 
 log = logging.getLogger("pfd.ioctl")
 
@@ -258,91 +259,125 @@ def regions_iface(bytes data):
 
 
 # --- the table --------------------------------------------------------------------------------
-# (name, Linux command value, access class, handler or None, embedded-region function or None)
-# Commands with no handler yet are known (their access class applies) and answer ENODEV, as
-# FreeBSD does for commands its kernel was built without (ALTQ).
+# Every command FreeBSD 12.1 knows (plus the OpenBSD 3.x ones served beside it): name, Linux
+# command value, access class. Handlers are bound by name below; a known command without a
+# handler answers ENODEV, as FreeBSD does for commands its kernel was built without (ALTQ).
 COMMANDS = (
-    ("DIOCSTART", DIOCSTART, ACC_RW, h_start, None),
-    ("DIOCSTOP", DIOCSTOP, ACC_RW, h_stop, None),
-    ("DIOCADDRULE", DIOCADDRULE, ACC_RW, None, None),
-    ("DIOCGETRULES", DIOCGETRULES, ACC_RO, None, None),
-    ("DIOCGETRULE", DIOCGETRULE, ACC_RO_NO_CLEAR, None, None),
-    ("DIOCCLRSTATES", DIOCCLRSTATES, ACC_RW, None, None),
-    ("DIOCGETSTATE", DIOCGETSTATE, ACC_RO, None, None),
-    ("DIOCSETSTATUSIF", DIOCSETSTATUSIF, ACC_RW, h_setstatusif, None),
-    ("DIOCGETSTATUS", DIOCGETSTATUS, ACC_RO, h_getstatus, None),
-    ("DIOCCLRSTATUS", DIOCCLRSTATUS, ACC_RW, h_clrstatus, None),
-    ("DIOCNATLOOK", DIOCNATLOOK, ACC_RO, h_natlook, None),
-    ("DIOCSETDEBUG", DIOCSETDEBUG, ACC_RW, h_setdebug, None),
-    ("DIOCGETSTATES", DIOCGETSTATES, ACC_RO, None, None),
-    ("DIOCCHANGERULE", DIOCCHANGERULE, ACC_RW, None, None),
-    ("DIOCSETTIMEOUT", DIOCSETTIMEOUT, ACC_RW, h_settimeout, None),
-    ("DIOCGETTIMEOUT", DIOCGETTIMEOUT, ACC_RO, h_gettimeout, None),
-    ("DIOCADDSTATE", DIOCADDSTATE, ACC_RW, None, None),
-    ("DIOCCLRRULECTRS", DIOCCLRRULECTRS, ACC_RW, None, None),
-    ("DIOCGETLIMIT", DIOCGETLIMIT, ACC_RO, h_getlimit, None),
-    ("DIOCSETLIMIT", DIOCSETLIMIT, ACC_RW, h_setlimit, None),
-    ("DIOCKILLSTATES", DIOCKILLSTATES, ACC_RW, None, None),
-    ("DIOCSTARTALTQ", DIOCSTARTALTQ, ACC_RW, None, None),
-    ("DIOCSTOPALTQ", DIOCSTOPALTQ, ACC_RW, None, None),
-    ("DIOCADDALTQV0", DIOCADDALTQV0, ACC_RW, None, None),
-    ("DIOCADDALTQV1", DIOCADDALTQV1, ACC_RW, None, None),
-    ("DIOCGETALTQSV0", DIOCGETALTQSV0, ACC_RO, None, None),
-    ("DIOCGETALTQSV1", DIOCGETALTQSV1, ACC_RO, None, None),
-    ("DIOCGETALTQV0", DIOCGETALTQV0, ACC_RO, None, None),
-    ("DIOCGETALTQV1", DIOCGETALTQV1, ACC_RO, None, None),
-    ("DIOCCHANGEALTQV0", DIOCCHANGEALTQV0, ACC_RW, None, None),
-    ("DIOCCHANGEALTQV1", DIOCCHANGEALTQV1, ACC_RW, None, None),
-    ("DIOCGETQSTATSV0", DIOCGETQSTATSV0, ACC_RO, None, None),
-    ("DIOCGETQSTATSV1", DIOCGETQSTATSV1, ACC_RO, None, None),
-    ("DIOCBEGINADDRS", DIOCBEGINADDRS, ACC_RW, None, None),
-    ("DIOCADDADDR", DIOCADDADDR, ACC_RW, None, None),
-    ("DIOCGETADDRS", DIOCGETADDRS, ACC_RO, None, None),
-    ("DIOCGETADDR", DIOCGETADDR, ACC_RO, None, None),
-    ("DIOCCHANGEADDR", DIOCCHANGEADDR, ACC_RW, None, None),
-    ("DIOCGETRULESETS", DIOCGETRULESETS, ACC_RO, None, None),
-    ("DIOCGETRULESET", DIOCGETRULESET, ACC_RO, None, None),
-    ("DIOCRCLRTABLES", DIOCRCLRTABLES, ACC_RO_IF_DUMMY, None, None),
-    ("DIOCRADDTABLES", DIOCRADDTABLES, ACC_RO_IF_DUMMY, None, None),
-    ("DIOCRDELTABLES", DIOCRDELTABLES, ACC_RO_IF_DUMMY, None, None),
-    ("DIOCRGETTABLES", DIOCRGETTABLES, ACC_RO, None, None),
-    ("DIOCRGETTSTATS", DIOCRGETTSTATS, ACC_RO, None, None),
-    ("DIOCRCLRTSTATS", DIOCRCLRTSTATS, ACC_RO_IF_DUMMY, None, None),
-    ("DIOCRCLRADDRS", DIOCRCLRADDRS, ACC_RO_IF_DUMMY, None, None),
-    ("DIOCRADDADDRS", DIOCRADDADDRS, ACC_RO_IF_DUMMY, None, None),
-    ("DIOCRDELADDRS", DIOCRDELADDRS, ACC_RO_IF_DUMMY, None, None),
-    ("DIOCRSETADDRS", DIOCRSETADDRS, ACC_RO_IF_DUMMY, None, None),
-    ("DIOCRGETADDRS", DIOCRGETADDRS, ACC_RO, None, None),
-    ("DIOCRGETASTATS", DIOCRGETASTATS, ACC_RO, None, None),
-    ("DIOCRCLRASTATS", DIOCRCLRASTATS, ACC_RW, None, None),
-    ("DIOCRTSTADDRS", DIOCRTSTADDRS, ACC_RO, None, None),
-    ("DIOCRSETTFLAGS", DIOCRSETTFLAGS, ACC_RO_IF_DUMMY, None, None),
-    ("DIOCRINADEFINE", DIOCRINADEFINE, ACC_RW, None, None),
-    ("DIOCOSFPFLUSH", DIOCOSFPFLUSH, ACC_RW, None, None),
-    ("DIOCOSFPADD", DIOCOSFPADD, ACC_RW, None, None),
-    ("DIOCOSFPGET", DIOCOSFPGET, ACC_RO, None, None),
-    ("DIOCXBEGIN", DIOCXBEGIN, ACC_RW, None, None),
-    ("DIOCXCOMMIT", DIOCXCOMMIT, ACC_RW, None, None),
-    ("DIOCXROLLBACK", DIOCXROLLBACK, ACC_RW, None, None),
-    ("DIOCGETSRCNODES", DIOCGETSRCNODES, ACC_RO, None, None),
-    ("DIOCCLRSRCNODES", DIOCCLRSRCNODES, ACC_RW, None, None),
-    ("DIOCSETHOSTID", DIOCSETHOSTID, ACC_RW, h_sethostid, None),
-    ("DIOCIGETIFACES", DIOCIGETIFACES, ACC_RO, h_igetifaces, regions_iface),
-    ("DIOCSETIFFLAG", DIOCSETIFFLAG, ACC_RW, None, None),
-    ("DIOCCLRIFFLAG", DIOCCLRIFFLAG, ACC_RW, None, None),
-    ("DIOCKILLSRCNODES", DIOCKILLSRCNODES, ACC_RW, None, None),
-    ("DIOCGIFSPEEDV0", DIOCGIFSPEEDV0, ACC_RO, None, None),
-    ("DIOCGIFSPEEDV1", DIOCGIFSPEEDV1, ACC_RO, None, None),
-    # OpenBSD 3.x generation, served beside FreeBSD 12's
-    ("DIOCICLRISTATS", DIOCICLRISTATS, ACC_RW, h_iclristats, regions_iface),
+    ("DIOCSTART", DIOCSTART, ACC_RW),
+    ("DIOCSTOP", DIOCSTOP, ACC_RW),
+    ("DIOCADDRULE", DIOCADDRULE, ACC_RW),
+    ("DIOCGETRULES", DIOCGETRULES, ACC_RO),
+    ("DIOCGETRULE", DIOCGETRULE, ACC_RO_NO_CLEAR),
+    ("DIOCCLRSTATES", DIOCCLRSTATES, ACC_RW),
+    ("DIOCGETSTATE", DIOCGETSTATE, ACC_RO),
+    ("DIOCSETSTATUSIF", DIOCSETSTATUSIF, ACC_RW),
+    ("DIOCGETSTATUS", DIOCGETSTATUS, ACC_RO),
+    ("DIOCCLRSTATUS", DIOCCLRSTATUS, ACC_RW),
+    ("DIOCNATLOOK", DIOCNATLOOK, ACC_RO),
+    ("DIOCSETDEBUG", DIOCSETDEBUG, ACC_RW),
+    ("DIOCGETSTATES", DIOCGETSTATES, ACC_RO),
+    ("DIOCCHANGERULE", DIOCCHANGERULE, ACC_RW),
+    ("DIOCSETTIMEOUT", DIOCSETTIMEOUT, ACC_RW),
+    ("DIOCGETTIMEOUT", DIOCGETTIMEOUT, ACC_RO),
+    ("DIOCADDSTATE", DIOCADDSTATE, ACC_RW),
+    ("DIOCCLRRULECTRS", DIOCCLRRULECTRS, ACC_RW),
+    ("DIOCGETLIMIT", DIOCGETLIMIT, ACC_RO),
+    ("DIOCSETLIMIT", DIOCSETLIMIT, ACC_RW),
+    ("DIOCKILLSTATES", DIOCKILLSTATES, ACC_RW),
+    ("DIOCSTARTALTQ", DIOCSTARTALTQ, ACC_RW),
+    ("DIOCSTOPALTQ", DIOCSTOPALTQ, ACC_RW),
+    ("DIOCADDALTQV0", DIOCADDALTQV0, ACC_RW),
+    ("DIOCADDALTQV1", DIOCADDALTQV1, ACC_RW),
+    ("DIOCGETALTQSV0", DIOCGETALTQSV0, ACC_RO),
+    ("DIOCGETALTQSV1", DIOCGETALTQSV1, ACC_RO),
+    ("DIOCGETALTQV0", DIOCGETALTQV0, ACC_RO),
+    ("DIOCGETALTQV1", DIOCGETALTQV1, ACC_RO),
+    ("DIOCCHANGEALTQV0", DIOCCHANGEALTQV0, ACC_RW),
+    ("DIOCCHANGEALTQV1", DIOCCHANGEALTQV1, ACC_RW),
+    ("DIOCGETQSTATSV0", DIOCGETQSTATSV0, ACC_RO),
+    ("DIOCGETQSTATSV1", DIOCGETQSTATSV1, ACC_RO),
+    ("DIOCBEGINADDRS", DIOCBEGINADDRS, ACC_RW),
+    ("DIOCADDADDR", DIOCADDADDR, ACC_RW),
+    ("DIOCGETADDRS", DIOCGETADDRS, ACC_RO),
+    ("DIOCGETADDR", DIOCGETADDR, ACC_RO),
+    ("DIOCCHANGEADDR", DIOCCHANGEADDR, ACC_RW),
+    ("DIOCGETRULESETS", DIOCGETRULESETS, ACC_RO),
+    ("DIOCGETRULESET", DIOCGETRULESET, ACC_RO),
+    ("DIOCRCLRTABLES", DIOCRCLRTABLES, ACC_RO_IF_DUMMY),
+    ("DIOCRADDTABLES", DIOCRADDTABLES, ACC_RO_IF_DUMMY),
+    ("DIOCRDELTABLES", DIOCRDELTABLES, ACC_RO_IF_DUMMY),
+    ("DIOCRGETTABLES", DIOCRGETTABLES, ACC_RO),
+    ("DIOCRGETTSTATS", DIOCRGETTSTATS, ACC_RO),
+    ("DIOCRCLRTSTATS", DIOCRCLRTSTATS, ACC_RO_IF_DUMMY),
+    ("DIOCRCLRADDRS", DIOCRCLRADDRS, ACC_RO_IF_DUMMY),
+    ("DIOCRADDADDRS", DIOCRADDADDRS, ACC_RO_IF_DUMMY),
+    ("DIOCRDELADDRS", DIOCRDELADDRS, ACC_RO_IF_DUMMY),
+    ("DIOCRSETADDRS", DIOCRSETADDRS, ACC_RO_IF_DUMMY),
+    ("DIOCRGETADDRS", DIOCRGETADDRS, ACC_RO),
+    ("DIOCRGETASTATS", DIOCRGETASTATS, ACC_RO),
+    ("DIOCRCLRASTATS", DIOCRCLRASTATS, ACC_RW),
+    ("DIOCRTSTADDRS", DIOCRTSTADDRS, ACC_RO),
+    ("DIOCRSETTFLAGS", DIOCRSETTFLAGS, ACC_RO_IF_DUMMY),
+    ("DIOCRINADEFINE", DIOCRINADEFINE, ACC_RW),
+    ("DIOCOSFPFLUSH", DIOCOSFPFLUSH, ACC_RW),
+    ("DIOCOSFPADD", DIOCOSFPADD, ACC_RW),
+    ("DIOCOSFPGET", DIOCOSFPGET, ACC_RO),
+    ("DIOCXBEGIN", DIOCXBEGIN, ACC_RW),
+    ("DIOCXCOMMIT", DIOCXCOMMIT, ACC_RW),
+    ("DIOCXROLLBACK", DIOCXROLLBACK, ACC_RW),
+    ("DIOCGETSRCNODES", DIOCGETSRCNODES, ACC_RO),
+    ("DIOCCLRSRCNODES", DIOCCLRSRCNODES, ACC_RW),
+    ("DIOCSETHOSTID", DIOCSETHOSTID, ACC_RW),
+    ("DIOCIGETIFACES", DIOCIGETIFACES, ACC_RO),
+    ("DIOCSETIFFLAG", DIOCSETIFFLAG, ACC_RW),
+    ("DIOCCLRIFFLAG", DIOCCLRIFFLAG, ACC_RW),
+    ("DIOCKILLSRCNODES", DIOCKILLSRCNODES, ACC_RW),
+    ("DIOCGIFSPEEDV0", DIOCGIFSPEEDV0, ACC_RO),
+    ("DIOCGIFSPEEDV1", DIOCGIFSPEEDV1, ACC_RO),
+    ("DIOCICLRISTATS", DIOCICLRISTATS, ACC_RW),
 )
+
+# Handlers of this module: (handler, embedded-region function or None).
+SPINE_HANDLERS = {
+    "DIOCSTART": (h_start, None),
+    "DIOCSTOP": (h_stop, None),
+    "DIOCSETSTATUSIF": (h_setstatusif, None),
+    "DIOCGETSTATUS": (h_getstatus, None),
+    "DIOCCLRSTATUS": (h_clrstatus, None),
+    "DIOCNATLOOK": (h_natlook, None),
+    "DIOCSETDEBUG": (h_setdebug, None),
+    "DIOCSETTIMEOUT": (h_settimeout, None),
+    "DIOCGETTIMEOUT": (h_gettimeout, None),
+    "DIOCGETLIMIT": (h_getlimit, None),
+    "DIOCSETLIMIT": (h_setlimit, None),
+    "DIOCSETHOSTID": (h_sethostid, None),
+    "DIOCIGETIFACES": (h_igetifaces, regions_iface),
+    "DIOCICLRISTATS": (h_iclristats, regions_iface),
+}
+
+# Concern modules contributing handlers, each with HANDLERS = {name: (handler, regions)}.
+HANDLER_MODULES = (pf_ioctl_rules, pf_ioctl_table, pf_ioctl_state, pf_ioctl_misc)
+
+
+def all_handlers():
+    handlers = dict(SPINE_HANDLERS)
+    for module in HANDLER_MODULES:
+        for name, entry in module.HANDLERS.items():
+            if name in handlers:
+                raise RuntimeError(f"{name} has handlers in two modules ({module.__name__})")
+            handlers[name] = entry
+    names = {row[0] for row in COMMANDS}
+    unknown = set(handlers) - names
+    if unknown:
+        raise RuntimeError(f"handlers for commands not in the table: {sorted(unknown)}")
+    return handlers
 
 
 class Command:
     """One row of the table, with the argument size taken from the command value itself."""
     __slots__ = ("name", "value", "size", "access", "handler", "regions")
 
-    def __init__(self, name, value, access, handler, regions):
+    def __init__(self, name, value, access, handler=None, regions=None):
         self.name = name
         value &= 0xffffffff           # the header's macros reach Cython as C ints
         self.value = value
@@ -355,8 +390,9 @@ class Command:
 
 def build_table():
     table = {}
+    handlers = all_handlers()
     for row in COMMANDS:
-        cmd = Command(*row)
+        cmd = Command(*row, *handlers.get(row[0], ()))
         table[cmd.value] = cmd
         if cmd.size == 0:
             table[cmd.value | BSD_IOC_VOID] = cmd      # the BSD encoding of the same _IO
@@ -364,12 +400,31 @@ def build_table():
 
 
 class FdContext:
-    """What one open file description of /dev/pf holds."""
-    __slots__ = ("flags", "writable")
+    """What one open file description of /dev/pf holds. Core modules register what a fd opened
+    (transactions, tickets) with `on_release`; closing the fd undoes it, so a client that
+    never rolls back cannot wedge pf."""
+    __slots__ = ("flags", "writable", "_release")
 
     def __init__(self, flags):
         self.flags = flags
         self.writable = (flags & 3) != 0        # O_WRONLY or O_RDWR: FreeBSD's FWRITE
+        self._release = {}
+
+    def on_release(self, key, callback):
+        """Run callback() when the fd closes; the same key replaces an earlier callback,
+        `forget(key)` drops it (e.g. once a transaction is committed)."""
+        self._release[key] = callback
+
+    def forget(self, key):
+        self._release.pop(key, None)
+
+    def release(self):
+        callbacks, self._release = list(self._release.values()), {}
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("releasing what a closed fd held")
 
 
 class Dispatcher:
@@ -384,7 +439,7 @@ class Dispatcher:
         return FdContext(flags)
 
     def release(self, ctx):
-        pass
+        ctx.release()
 
     def layout(self, unsigned int cmd):
         entry = self.table.get(cmd)

@@ -37,10 +37,17 @@ def parse_args(argv):
 
 
 def build_dispatcher():
+    """The pf core with every concern wired in, behind the ioctl dispatcher."""
+    from pfkern import pf_osfp, pf_ruleset, pf_state, pf_table
     from pfkern.pf import PfCore
     from pfkern.pf_if import Interfaces
     from pfkern.pf_ioctl import Dispatcher
-    return Dispatcher(PfCore(Interfaces()))
+    core = PfCore(Interfaces())
+    core.states = pf_state.StateTable(core)
+    core.tables = pf_table.Tables(core)
+    core.rulesets = pf_ruleset.Rulesets(core)
+    core.osfp = pf_osfp.Fingerprints(core)
+    return Dispatcher(core)
 
 
 def main(argv=None):
