@@ -9,6 +9,7 @@ import struct
 import time
 
 from libc.string cimport memset, memcpy, strncpy
+from libc.stdint cimport uint64_t
 from pfkern.pfvar cimport *
 from pfkern.errors import Exists, Invalid, NotFound
 
@@ -121,6 +122,41 @@ cdef class PfCore:
         """DIOCSETSTATUSIF: no existence check in FreeBSD 12."""
         memset(self.status.ifname, 0, sizeof(self.status.ifname))
         strncpy(self.status.ifname, name[:IFNAMSIZ_ - 1], IFNAMSIZ_ - 1)
+
+    # -- what other concerns record in the status (Python-level accessors; the datapath will
+    # reach `status` directly from C) ------------------------------------------------------
+    def set_chksum(self, bytes digest):
+        """pf_chksum of the main ruleset, computed by pf_ruleset at commit."""
+        if len(digest) != PF_MD5_DIGEST_LENGTH:
+            raise ValueError("pf_chksum is an MD5 digest (16 bytes)")
+        memcpy(self.status.pf_chksum, <char *>digest, PF_MD5_DIGEST_LENGTH)
+
+    def add_counter(self, int reason, uint64_t n=1):
+        """counters[PFRES_*]"""
+        if not 0 <= reason < PFRES_MAX:
+            raise IndexError(reason)
+        self.status.counters[reason] += n
+
+    def add_lcounter(self, int index, uint64_t n=1):
+        """lcounters[LCNT_*]"""
+        if not 0 <= index < LCNT_MAX:
+            raise IndexError(index)
+        self.status.lcounters[index] += n
+
+    def add_fcounter(self, int index, uint64_t n=1):
+        """fcounters[FCNT_STATE_SEARCH/INSERT/REMOVALS]"""
+        if not 0 <= index < FCNT_MAX:
+            raise IndexError(index)
+        self.status.fcounters[index] += n
+
+    def add_scounter(self, int index, uint64_t n=1):
+        """scounters[SCNT_SRC_NODE_SEARCH/INSERT/REMOVALS]"""
+        if not 0 <= index < SCNT_MAX:
+            raise IndexError(index)
+        self.status.scounters[index] += n
+
+    def set_src_nodes(self, uint32_t n):
+        self.status.src_nodes = n
 
     # -- timeouts and limits -----------------------------------------------------------------
     def get_timeout(self, int index):
