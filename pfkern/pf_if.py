@@ -4,7 +4,12 @@ The host's interfaces come from rtnetlink (pyroute2). The list is re-read only w
 has announced a link change on a subscribed netlink socket, so a lookup normally costs one poll.
 Groups follow FreeBSD: "all" holds every interface; a driver group is the name without its
 trailing digits ("eth0" -> "eth"), as cloned interfaces get on FreeBSD.
+
+When an interface goes, its kif goes with it (and a group's with its last member). FreeBSD 12
+keeps such a kif detached (pfik_ifp NULL) and reattaches it, flags and counters included, when an
+interface of that name returns; here only a kif seen again before the table is re-read does.
 """
+import errno
 import logging
 import os
 import select
@@ -18,6 +23,7 @@ log = logging.getLogger("pfd.if")
 
 IFG_ALL = "all"
 IFNAMSIZ = 16
+SYSFS_NET = "/sys/class/net"
 
 # pfi_kif.pfik_flags (FreeBSD 12) and pfi_if.pfif_flags (OpenBSD 3.x)
 PFI_IFLAG_REFS = 0x0001
@@ -42,7 +48,7 @@ class Kif:
         self.members = []               # names of member interfaces (groups only)
         self.groups = []                # names of the groups an interface belongs to
         self.flags = 0
-        self.tzero = 0
+        self.tzero = int(time.time())   # pfi_kif_attach: counters start now
         # [af inet/inet6][dir in/out][pass/block], flattened in C order
         self.packets = [0] * 8
         self.bytes = [0] * 8
@@ -93,10 +99,17 @@ class Interfaces:
                     break
             except BlockingIOError:
                 break
+            except OSError as exc:
+                # ENOBUFS: the kernel dropped notifications; re-reading the table covers them
+                if exc.errno != errno.ENOBUFS:
+                    raise
             got = True
         return got
 
     def _refresh(self):
+        """Re-read the host's links. A kif is kept per name, as FreeBSD keys its kifs: flags,
+        counters and tzero of an interface or group that is still there carry over (also when
+        its ifindex changed in between); kifs whose interface or last member went are dropped."""
         links = {}
         for msg in self._ipr.get_links():
             name = msg.get_attr("IFLA_IFNAME")
@@ -105,29 +118,27 @@ class Interfaces:
         with self._lock:
             old = self._kifs
             kifs = {}
+
+            def kif_named(name, ifindex):
+                kif = old.get(name) or Kif(name, ifindex)
+                kif.ifindex = ifindex
+                kifs[name] = kif
+                return kif
+
+            members = {IFG_ALL: []}         # "all" always exists (V_pfi_all)
             for name, index in links.items():
-                kif = old.get(name)
-                if kif is None or kif.ifindex != index:
-                    kif = Kif(name, index)
-                    if name in old and old[name].is_group:
-                        kif.flags = old[name].flags
+                kif = kif_named(name, index)
+                kif.members = []
                 kif.groups = [IFG_ALL]
                 drv = driver_group(name)
                 if drv is not None and drv not in links:
                     kif.groups.append(drv)
-                kifs[name] = kif
-            for kif in list(kifs.values()):
                 for group in kif.groups:
-                    g = kifs.get(group)
-                    if g is None:
-                        g = old.get(group)
-                        if g is None or not g.is_group:
-                            g = Kif(group)
-                        g.members = []
-                        kifs[group] = g
-                    g.members.append(kif.name)
-            for g in kifs.values():
-                g.members.sort()
+                    members.setdefault(group, []).append(name)
+            for group, names in members.items():
+                g = kif_named(group, 0)
+                g.groups = []
+                g.members = sorted(names)
             gone = sorted(set(old) - set(kifs))
             new = sorted(set(kifs) - set(old))
             self._kifs = kifs
@@ -188,3 +199,45 @@ class Interfaces:
         if not kif.is_group:
             return [kif]
         return [self._kifs[m] for m in kif.members if m in self._kifs]
+
+    # -- DIOCSETIFFLAG / DIOCCLRIFFLAG --------------------------------------------------------------
+    def set_flags(self, filt, flags):
+        """pfi_set_flags: OR the user-settable flags into every kif `filt` selects (as
+        match() does); a name without a kif is a no-op, FreeBSD 12 creates none here.
+        Returns the number of kifs it applied to."""
+        kifs = self.match(filt)
+        for kif in kifs:
+            kif.flags |= flags & PFI_IFLAG_SKIP
+        return len(kifs)
+
+    def clear_flags(self, filt, flags):
+        """pfi_clear_flags: the reverse of set_flags()."""
+        kifs = self.match(filt)
+        for kif in kifs:
+            kif.flags &= ~(flags & PFI_IFLAG_SKIP)
+        return len(kifs)
+
+    # -- DIOCGIFSPEED -------------------------------------------------------------------------------
+    def baudrate(self, name):
+        """if_baudrate of interface `name` in bit/s, or None when no interface has that name
+        (ifunit: groups are not interfaces). The link speed comes from sysfs, 0 when the link
+        reports none (down, virtual, unknown)."""
+        kif = self.get(name)
+        if kif is None or kif.is_group:
+            return None
+        return link_speed(name, kif.ifindex)
+
+
+def link_speed(name, ifindex):
+    """Speed of a link in bit/s from /sys/class/net/<name>/speed (Mb/s), or 0. sysfs shows the
+    network namespace it was mounted in, so the entry counts only if its ifindex is ours."""
+    base = os.path.join(SYSFS_NET, name)
+    try:
+        with open(os.path.join(base, "ifindex")) as f:
+            if int(f.read()) != ifindex:
+                return 0
+        with open(os.path.join(base, "speed")) as f:
+            mbits = int(f.read())
+    except (OSError, ValueError):
+        return 0                # EINVAL while down, or no speed for this kind of link
+    return mbits * 1000000 if mbits > 0 else 0

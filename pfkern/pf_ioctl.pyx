@@ -334,7 +334,11 @@ COMMANDS = (
     ("DIOCKILLSRCNODES", DIOCKILLSRCNODES, ACC_RW),
     ("DIOCGIFSPEEDV0", DIOCGIFSPEEDV0, ACC_RO),
     ("DIOCGIFSPEEDV1", DIOCGIFSPEEDV1, ACC_RO),
-    ("DIOCICLRISTATS", DIOCICLRISTATS, ACC_RW),
+    # older generations, served beside FreeBSD 12's where their command values differ
+    ("DIOCICLRISTATS", DIOCICLRISTATS, ACC_RW),                 # OpenBSD 3.x
+    ("DIOCGETSTATUS_OBSD37", DIOCGETSTATUS_OBSD37, ACC_RO),     # OpenBSD 3.7 / FreeBSD 6, 400 B
+    ("DIOCGETSTATUS_NBSD", DIOCGETSTATUS_NBSD, ACC_RO),         # NetBSD (OpenBSD 4.2 base), 424 B
+    ("DIOCGIFSPEED_FBSD6", DIOCGIFSPEED_FBSD6, ACC_RO),         # FreeBSD 6
 )
 
 # Handlers of this module: (handler, embedded-region function or None).

@@ -110,6 +110,9 @@ cdef extern from "net/pfvar.h" nogil:
         DIOCGIFSPEEDV0
         DIOCGIFSPEEDV1
         DIOCICLRISTATS
+        DIOCGETSTATUS_OBSD37
+        DIOCGETSTATUS_NBSD
+        DIOCGIFSPEED_FBSD6
 
     struct pf_addr:
         uint8_t addr8[16]

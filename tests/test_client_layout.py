@@ -46,7 +46,7 @@ REF_SIZES = {
     "pfioc_altq_v0": 256, "pfioc_altq_v1": 304, "pf_altq_v0": 240, "pf_altq_v1": 288,
     "pfioc_qstats_v0": 24, "pfioc_qstats_v1": 32, "pf_ifspeed_v0": 20, "pf_ifspeed_v1": 32,
     "pf_rule_uid": 12, "pf_rule_gid": 12, "pf_rule_ptr": 8,
-    "pfi_if": 184,
+    "pfi_if": 184, "pf_status_obsd37": 400, "pf_status_nbsd": 424,
 }
 
 # (struct, member path) -> offset, from the layout tables of §2 and §3.2
@@ -214,6 +214,9 @@ REF_COMMANDS = {
     "DIOCCLRIFFLAG": 0xc028445a, "DIOCKILLSRCNODES": 0xc080445b,
     "DIOCGIFSPEEDV0": 0xc014445c, "DIOCGIFSPEEDV1": 0xc020445c,
     "DIOCICLRISTATS": 0xc0284458,       # §3.2 / §3.5 (OpenBSD 3.x)
+    "DIOCGETSTATUS_OBSD37": 0xc1904415,  # §3.5 (OpenBSD 3.7 / FreeBSD 6, 400 B)
+    "DIOCGETSTATUS_NBSD": 0xc1a84415,   # §3.5 (NetBSD, 424 B)
+    "DIOCGIFSPEED_FBSD6": 0xc014445b,   # §3.5 (FreeBSD 6)
 }
 REF_BSD_IO = {
     "DIOCSTART_BSD": 0x20004401, "DIOCSTOP_BSD": 0x20004402, "DIOCCLRSTATUS_BSD": 0x20004416,

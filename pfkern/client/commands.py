@@ -170,6 +170,10 @@ TABLE = [
     ("DIOCKILLSRCNODES", 91, S.pfioc_src_node_kill),
     ("DIOCGIFSPEEDV0", 92, S.pf_ifspeed_v0),
     ("DIOCGIFSPEEDV1", 92, S.pf_ifspeed_v1),
+    # older generations whose values differ from FreeBSD 12's (pf-abi.md §3.5)
+    ("DIOCGETSTATUS_OBSD37", 21, S.pf_status_obsd37),
+    ("DIOCGETSTATUS_NBSD", 21, S.pf_status_nbsd),
+    ("DIOCGIFSPEED_FBSD6", 91, S.pf_ifspeed_v0),
 ]
 
 COMMANDS = {}           # name -> Linux value

@@ -606,6 +606,32 @@ class pf_osfp_ioctl(_Struct):
                 ("fp_getnum", c_int)]
 
 
+# Older generations' DIOCGETSTATUS argument (pf-abi.md §3.2, §3.3), served beside FreeBSD 12's.
+PFRES_MAX_OBSD37 = 15
+
+
+class pf_status_obsd37(_Struct):
+    """OpenBSD 3.7 / FreeBSD 6: 15 reason counters, `stateid`, no pf_chksum (400 bytes)."""
+    _fields_ = [("counters", c_uint64 * PFRES_MAX_OBSD37), ("lcounters", c_uint64 * LCNT_MAX),
+                ("fcounters", c_uint64 * FCNT_MAX), ("scounters", c_uint64 * SCNT_MAX),
+                ("pcounters", c_uint64 * 3 * 2 * 2), ("bcounters", c_uint64 * 2 * 2),
+                ("stateid", c_uint64),
+                ("running", c_uint32), ("states", c_uint32), ("src_nodes", c_uint32),
+                ("since", c_uint32), ("debug", c_uint32), ("hostid", c_uint32),
+                ("ifname", c_char * IFNAMSIZ)]
+
+
+class pf_status_nbsd(_Struct):
+    """NetBSD (OpenBSD 4.2 base): both `stateid` and pf_chksum (424 bytes)."""
+    _fields_ = [("counters", c_uint64 * PFRES_MAX), ("lcounters", c_uint64 * LCNT_MAX),
+                ("fcounters", c_uint64 * FCNT_MAX), ("scounters", c_uint64 * SCNT_MAX),
+                ("pcounters", c_uint64 * 3 * 2 * 2), ("bcounters", c_uint64 * 2 * 2),
+                ("stateid", c_uint64),
+                ("running", c_uint32), ("states", c_uint32), ("src_nodes", c_uint32),
+                ("since", c_uint32), ("debug", c_uint32), ("hostid", c_uint32),
+                ("ifname", c_char * IFNAMSIZ), ("pf_chksum", c_uint8 * PF_MD5_DIGEST_LENGTH)]
+
+
 class pf_ifspeed_v0(_Struct):
     _fields_ = [("ifname", c_char * IFNAMSIZ), ("baudrate", c_uint32)]
 
