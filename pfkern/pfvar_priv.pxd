@@ -1,0 +1,388 @@
+# The pf core's internal C types (FreeBSD's pfvar.h `#ifdef _KERNEL` part): what the state table
+# and, later, the datapath work on without the GIL. Never part of the ABI; layouts may change.
+#
+# The first block declares ABI structs of net/pfvar.h that pfvar.pxd does not declare yet (only
+# the members the state code touches); they belong in pfvar.pxd and can move there unchanged.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from pfkern.pfvar cimport pf_addr
+
+
+cdef extern from "net/pfvar.h" nogil:
+    enum:
+        PF_SK_WIRE
+        PF_SK_STACK
+        PF_RULE_LABEL_SIZE_ "PF_RULE_LABEL_SIZE"
+        PF_OP_NONE
+        PF_OP_IRG
+        PF_OP_EQ
+        PF_OP_NE
+        PF_OP_LT
+        PF_OP_LE
+        PF_OP_GT
+        PF_OP_GE
+        PF_OP_XRG
+        PF_OP_RRG
+        PFTM_SRC_NODE
+        PFTM_ADAPTIVE_START
+        PFTM_ADAPTIVE_END
+        PFTM_PURGE
+        PFTM_UNLINKED
+        FCNT_STATE_SEARCH
+        FCNT_STATE_INSERT
+        FCNT_STATE_REMOVALS
+        SCNT_SRC_NODE_SEARCH
+        SCNT_SRC_NODE_INSERT
+        SCNT_SRC_NODE_REMOVALS
+        PF_TCPS_PROXY_DST
+        PFSTATE_ACK
+        PFSTATE_NOSYNC
+        PFSS_TIMESTAMP
+        PFSYNC_SCRUB_FLAG_VALID
+        PFSYNC_FLAG_SRCNODE
+        PFSYNC_FLAG_NATSRCNODE
+
+    struct pf_addr_wrap_a:
+        pf_addr addr
+        pf_addr mask
+
+    union pf_addr_wrap_v:
+        pf_addr_wrap_a a
+
+    struct pf_addr_wrap:
+        pf_addr_wrap_v v
+        uint8_t type
+
+    struct pf_rule_addr:
+        pf_addr_wrap addr
+        uint16_t port[2]
+        uint8_t neg
+        uint8_t port_op
+
+    struct pfsync_state_scrub:
+        uint16_t pfss_flags
+        uint8_t pfss_ttl
+        uint8_t scrub_flag
+        uint32_t pfss_ts_mod
+
+    struct pfsync_state_peer:
+        pfsync_state_scrub scrub
+        uint32_t seqlo
+        uint32_t seqhi
+        uint32_t seqdiff
+        uint16_t max_win
+        uint16_t mss
+        uint8_t state
+        uint8_t wscale
+
+    struct pfsync_state_key:
+        pf_addr addr[2]
+        uint16_t port[2]
+
+    struct pfsync_state:
+        uint64_t id
+        char ifname[16]
+        pfsync_state_key key[2]
+        pfsync_state_peer src
+        pfsync_state_peer dst
+        pf_addr rt_addr
+        uint32_t rule
+        uint32_t anchor
+        uint32_t nat_rule
+        uint32_t creation
+        uint32_t expire
+        uint32_t packets[2][2]
+        uint32_t bytes[2][2]
+        uint32_t creatorid
+        uint8_t af
+        uint8_t proto
+        uint8_t direction
+        uint8_t log
+        uint8_t state_flags
+        uint8_t timeout
+        uint8_t sync_flags
+        uint8_t updates
+
+    struct pfioc_state:
+        pfsync_state state
+
+    struct pf_state_cmp:
+        uint64_t id
+        uint32_t creatorid
+        uint8_t direction
+
+    struct pfioc_state_kill:
+        pf_state_cmp psk_pfcmp
+        uint8_t psk_af
+        int psk_proto
+        pf_rule_addr psk_src
+        pf_rule_addr psk_dst
+        char psk_ifname[16]
+        char psk_label[64]
+        unsigned int psk_killed
+
+    struct pfioc_states:
+        int ps_len
+        char *ps_buf
+
+    struct pf_threshold:
+        uint32_t limit
+        uint32_t seconds
+        uint32_t count
+        uint32_t last
+
+    union pf_rule_ptr:
+        uint32_t nr
+
+    struct pf_src_node:
+        pf_addr addr
+        pf_addr raddr
+        pf_rule_ptr rule
+        uint64_t bytes[2]
+        uint64_t packets[2]
+        uint32_t states
+        uint32_t conn
+        pf_threshold conn_rate
+        uint32_t creation
+        uint32_t expire
+        uint8_t af
+        uint8_t ruletype
+
+    struct pfioc_src_nodes:
+        int psn_len
+        char *psn_buf
+
+    struct pfioc_src_node_kill:
+        uint8_t psnk_af
+        pf_rule_addr psnk_src
+        pf_rule_addr psnk_dst
+        unsigned int psnk_killed
+
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t *, const void *)
+    int pthread_mutex_lock(pthread_mutex_t *)
+    int pthread_mutex_unlock(pthread_mutex_t *)
+    int pthread_mutex_destroy(pthread_mutex_t *)
+
+cdef extern from "<sys/socket.h>" nogil:
+    enum:
+        AF_INET
+        AF_INET6
+
+cdef extern from "<arpa/inet.h>" nogil:
+    uint16_t ntohs(uint16_t)
+    uint16_t htons(uint16_t)
+    uint32_t ntohl(uint32_t)
+    uint32_t htonl(uint32_t)
+
+cdef extern from "<endian.h>" nogil:
+    uint64_t htobe64(uint64_t)
+    uint64_t be64toh(uint64_t)
+
+
+# BSD's TCPS_FIN_WAIT_2 (netinet/tcp_fsm.h): peer states travel with BSD values; Linux has its own.
+cdef enum:
+    AF_INET6_BSD = 28             # FreeBSD's AF_INET6, accepted on input
+    TCPS_CLOSED_ = 0
+    TCPS_FIN_WAIT_2_ = 9
+    PF_NO_RULE = 0xffffffff       # rule/anchor/nat_rule number of "no such rule"
+    PF_IFNAMSIZ_ = 16
+
+
+# --- state keys and states (FreeBSD pf_state_key / pf_state) ----------------------------------
+
+# The part of a key that is hashed and compared byte for byte (FreeBSD pf_state_key_cmp):
+# addresses and ports in network order, AF_INET addresses zero beyond their 4 bytes, pad zero.
+ctypedef struct pf_state_key_cmp:
+    pf_addr addr[2]
+    uint16_t port[2]
+    uint8_t af
+    uint8_t proto
+    uint8_t pad[2]
+
+cdef struct pf_kstate
+
+# A key and the states using it: states[PF_SK_WIRE] lists the states whose wire key it is,
+# states[PF_SK_STACK] those whose stack key it is (one key serves both when nothing is
+# translated). Each list holds if-bound states before floating ones, as pf_find_state expects.
+cdef struct pf_kstate_key:
+    pf_state_key_cmp k
+    uint64_t hash
+    pf_kstate_key *hnext          # key hash chain
+    pf_kstate_key **hpprev
+    pf_kstate *head[2]            # [PF_SK_WIRE], [PF_SK_STACK]
+    pf_kstate *tail[2]
+
+# One side's TCP tracking (FreeBSD pf_state_peer with its scrub record inline: no allocation).
+ctypedef struct pf_kstate_peer:
+    uint32_t seqlo                # max sequence number sent
+    uint32_t seqhi                # max the other end ACKed + window
+    uint32_t seqdiff              # sequence number modulator
+    uint16_t max_win
+    uint16_t mss
+    uint8_t state                 # TCPS_* (BSD values), PFUDPS_*, PFOTHERS_*
+    uint8_t wscale
+    uint8_t tcp_est               # reached ESTABLISHED (src-node connection count)
+    uint8_t scrub                 # the scrub record below is in use
+    uint16_t pfss_flags
+    uint8_t pfss_ttl
+    uint32_t pfss_ts_mod
+    uint32_t pfss_tsecr
+    uint32_t pfss_tsval
+    uint32_t pfss_tsval0
+
+cdef struct pf_ksrc_node
+
+cdef struct pf_kstate:
+    uint64_t id                   # as exported: htobe64(counter), or what pfsync gave
+    uint32_t creatorid            # as exported (hostid of the creator)
+    pf_kstate_key *key[2]         # [PF_SK_WIRE], [PF_SK_STACK]; the same key when untranslated
+    pf_kstate *knext[2]           # place in key[i]'s list i
+    pf_kstate *kprev[2]
+    pf_kstate *inext              # id hash chain
+    pf_kstate **ipprev
+    pf_kstate *anext              # every state, in insertion order (DIOCGETSTATES walks it)
+    pf_kstate *aprev
+    pf_kstate_peer src
+    pf_kstate_peer dst
+    pf_addr rt_addr
+    char ifname[PF_IFNAMSIZ_]     # interface the state is bound to, "" = floating (kif "all")
+    const char *label             # the rule's label (owned by the ruleset), NULL = none
+    uint32_t rule                 # rule numbers, PF_NO_RULE for none
+    uint32_t anchor
+    uint32_t nat_rule
+    uint32_t creation             # uptime seconds (CLOCK_MONOTONIC), FreeBSD time_uptime
+    uint32_t expire               # uptime of the last activity; pf_state_expires adds the timeout
+    uint64_t packets[2]           # [0] the state's direction, [1] the reverse
+    uint64_t bytes[2]
+    pf_ksrc_node *src_node
+    pf_ksrc_node *nat_src_node
+    uint16_t state_flags          # PFSTATE_*
+    uint8_t af
+    uint8_t proto
+    uint8_t direction             # PF_IN / PF_OUT
+    uint8_t log
+    uint8_t timeout               # PFTM_* index (PFTM_PURGE: expire now)
+
+
+# --- source nodes (FreeBSD pf_src_node) ------------------------------------------------------
+
+cdef struct pf_ksrc_node:
+    pf_ksrc_node *hnext           # hash chain (key: af, addr, rule)
+    pf_ksrc_node **hpprev
+    pf_ksrc_node *anext           # every node, in insertion order
+    pf_ksrc_node *aprev
+    pf_addr addr
+    pf_addr raddr
+    uint32_t rule                 # rule number
+    char ifname[PF_IFNAMSIZ_]
+    uint64_t bytes[2]
+    uint64_t packets[2]
+    uint32_t states
+    uint32_t conn
+    pf_threshold conn_rate
+    uint32_t creation             # uptime seconds
+    uint32_t expire               # uptime when it may be purged (0 while states use it)
+    uint8_t af
+    uint8_t ruletype
+    uint8_t killed                # marked by DIOCKILLSRCNODES before states let go of it
+
+
+# --- the table -------------------------------------------------------------------------------
+
+# Fixed-size items from malloc'd chunks with a free list: state creation on the datapath does not
+# call malloc once the pool has grown to the working set (FreeBSD's uma zones).
+ctypedef struct pf_mempool:
+    size_t size                   # item size
+    size_t per_chunk
+    void *free                    # free list threaded through the items
+    void *chunks                  # chunk list (first word of each chunk links the next)
+    size_t used                   # items handed out
+
+# Everything the state code needs, reachable from C without Python objects. Every pf_state_*
+# function expects `lock` held by its caller (the control plane takes it around each call; the
+# datapath around a burst). The pointers into the core (status counters, default timeouts,
+# limits, hostid) stay valid while the StateTable object holds its PfCore.
+ctypedef struct pf_state_table:
+    pthread_mutex_t lock
+    uint64_t seed                 # hash seed, random per table (no chosen-collision floods)
+    pf_kstate_key **khash         # key hash buckets
+    size_t kmask                  # buckets - 1
+    size_t nkeys
+    pf_kstate **ihash             # id hash buckets
+    size_t imask
+    size_t nstates
+    pf_kstate *ahead              # all states
+    pf_kstate *atail
+    uint64_t next_id              # ids of locally created states (host order)
+    pf_ksrc_node **shash          # source node hash buckets
+    size_t smask
+    size_t nsrc
+    pf_ksrc_node *shead           # all source nodes
+    pf_ksrc_node *stail
+    pf_mempool state_pool
+    pf_mempool key_pool
+    pf_mempool src_pool
+    uint64_t *fcounters           # core.status.fcounters (FCNT_*)
+    uint64_t *scounters           # core.status.scounters (SCNT_*)
+    uint32_t *src_nodes_gauge     # core.status.src_nodes
+    uint32_t *timeouts            # core.timeout (the default rule's timeouts)
+    unsigned int *limits          # core.limit (PF_LIMIT_*)
+    uint32_t *hostid              # core.status.hostid
+
+
+# Filter of DIOCKILLSTATES (FreeBSD 13's pf_kstate_kill): decoded from pfioc_state_kill, matched
+# by pf_state_table.kill_states.
+ctypedef struct pf_kstate_kill:
+    uint8_t af                    # 0 = any
+    int proto                     # 0 = any
+    pf_rule_addr src              # addr/mask/neg, port_op/port[] (network order)
+    pf_rule_addr dst
+    char ifname[PF_IFNAMSIZ_]     # "" = any; "all" = floating states
+    char label[64]                # "" = any
+
+
+# --- address and port matching (pf.c pf_match_addr / pf_match_port), shared with rules ------
+
+cdef inline bint pf_match_addr(uint8_t neg, const pf_addr *a, const pf_addr *m, const pf_addr *b,
+                               uint8_t af) noexcept nogil:
+    """a == b under mask m (neg inverts); an unknown family never matches (so neg matches)."""
+    cdef bint match = False
+    cdef int i
+    if af == AF_INET:
+        match = (a.addr32[0] & m.addr32[0]) == (b.addr32[0] & m.addr32[0])
+    elif af == AF_INET6:
+        match = True
+        for i in range(4):
+            if (a.addr32[i] & m.addr32[i]) != (b.addr32[i] & m.addr32[i]):
+                match = False
+    return not match if neg else match
+
+
+cdef inline bint pf_match(uint8_t op, uint32_t a1, uint32_t a2, uint32_t p) noexcept nogil:
+    if op == PF_OP_IRG:
+        return p > a1 and p < a2
+    if op == PF_OP_XRG:
+        return p < a1 or p > a2
+    if op == PF_OP_RRG:
+        return p >= a1 and p <= a2
+    if op == PF_OP_EQ:
+        return p == a1
+    if op == PF_OP_NE:
+        return p != a1
+    if op == PF_OP_LT:
+        return p < a1
+    if op == PF_OP_LE:
+        return p <= a1
+    if op == PF_OP_GT:
+        return p > a1
+    if op == PF_OP_GE:
+        return p >= a1
+    return False
+
+
+cdef inline bint pf_match_port(uint8_t op, uint16_t a1, uint16_t a2, uint16_t p) noexcept nogil:
+    """Ports in network order, compared as numbers."""
+    return pf_match(op, ntohs(a1), ntohs(a2), ntohs(p))
