@@ -40,6 +40,16 @@ class NoMemory(PfError):
     errno = errno.ENOMEM
 
 
+class NoSuchTable(PfError):
+    """No active table of that name in that anchor."""
+    errno = errno.ESRCH
+
+
+class ConstTable(PfError):
+    """The table is const: its addresses cannot change."""
+    errno = errno.EPERM
+
+
 def to_oserror(exc):
     """The OSError the device front answers for a core exception."""
     if isinstance(exc, OSError):

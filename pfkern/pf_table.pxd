@@ -1,0 +1,181 @@
+# pf tables: the header's table types (declared here, not in pfvar.pxd, which the lead owns) and
+# the core's C-level interface, used by pf_ioctl_table.
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+
+
+cdef extern from "net/pfvar.h" nogil:
+    enum:
+        PF_MAXPATHLEN
+        PF_TABLE_NAME_SIZE
+        PF_LIMIT_TABLE_ENTRIES
+        PFR_TFLAG_PERSIST
+        PFR_TFLAG_CONST
+        PFR_TFLAG_ACTIVE
+        PFR_TFLAG_INACTIVE
+        PFR_TFLAG_REFERENCED
+        PFR_TFLAG_REFDANCHOR
+        PFR_TFLAG_COUNTERS
+        PFR_TFLAG_USRMASK
+        PFR_TFLAG_SETMASK
+        PFR_FLAG_DUMMY
+        PFR_FLAG_FEEDBACK
+        PFR_FLAG_CLSTATS
+        PFR_FLAG_ADDRSTOO
+        PFR_FLAG_REPLACE
+        PFR_FLAG_ALLRSETS
+        PFR_FLAG_ALLMASK
+        PFR_FB_NONE
+        PFR_FB_MATCH
+        PFR_FB_ADDED
+        PFR_FB_DELETED
+        PFR_FB_CHANGED
+        PFR_FB_CLEARED
+        PFR_FB_DUPLICATE
+        PFR_FB_NOTMATCH
+        PFR_FB_CONFLICT
+        PFR_FB_NOCOUNT
+        PFR_DIR_MAX
+        PFR_OP_BLOCK
+        PFR_OP_PASS
+        PFR_OP_XPASS
+        PFR_OP_ADDR_MAX
+        PFR_OP_TABLE_MAX
+        PFR_REFCNT_RULE
+        PFR_REFCNT_ANCHOR
+        PFR_REFCNT_MAX
+
+    struct in6_addr:
+        pass
+
+    struct pfr_table:
+        char pfrt_anchor[PF_MAXPATHLEN]
+        char pfrt_name[PF_TABLE_NAME_SIZE]
+        uint32_t pfrt_flags
+        uint8_t pfrt_fback
+
+    struct pfr_addr:
+        in6_addr pfra_ip6addr           # the union's widest member: the address bytes
+        uint8_t pfra_af
+        uint8_t pfra_net
+        uint8_t pfra_not
+        uint8_t pfra_fback
+
+    struct pfr_astats:
+        pfr_addr pfras_a
+        uint64_t pfras_packets[PFR_DIR_MAX][PFR_OP_ADDR_MAX]
+        uint64_t pfras_bytes[PFR_DIR_MAX][PFR_OP_ADDR_MAX]
+        long pfras_tzero
+
+    struct pfr_tstats:
+        pfr_table pfrts_t
+        uint64_t pfrts_packets[PFR_DIR_MAX][PFR_OP_TABLE_MAX]
+        uint64_t pfrts_bytes[PFR_DIR_MAX][PFR_OP_TABLE_MAX]
+        uint64_t pfrts_match
+        uint64_t pfrts_nomatch
+        long pfrts_tzero
+        int pfrts_cnt
+        int pfrts_refcnt[PFR_REFCNT_MAX]
+
+    struct pfioc_table:
+        pfr_table pfrio_table
+        void *pfrio_buffer
+        int pfrio_esize
+        int pfrio_size
+        int pfrio_size2
+        int pfrio_nadd
+        int pfrio_ndel
+        int pfrio_nchange
+        int pfrio_flags
+        uint32_t pfrio_ticket
+
+
+cdef class KEntry:
+    """pfr_kentry: one prefix of a table and its counters."""
+    cdef readonly bytes key             # af, address, 255 - prefix length (sorts as FreeBSD lists)
+    cdef readonly uint8_t af            # AF_INET or Linux's AF_INET6
+    cdef readonly uint8_t net
+    cdef public bint neg                # a negated entry ("!addr")
+    cdef uint8_t addr[16]
+    cdef uint64_t packets[2][2]         # [PFR_DIR_*][PFR_OP_BLOCK/PASS]
+    cdef uint64_t nbytes[2][2]
+    cdef public long tzero
+
+    cdef void clear_stats(self, long tzero)
+
+
+cdef class Radix:
+    """The prefixes of one table (FreeBSD's two radix heads): exact and longest-prefix lookup."""
+    cdef dict entries                   # key -> KEntry
+    cdef int nets[2][129]               # entries per [family][prefix length]
+    cdef tuple lens4                    # prefix lengths present, longest first (None: stale)
+    cdef tuple lens6
+
+    cdef tuple present(self, int fam)
+
+    cdef KEntry exact(self, bytes key)
+    cdef KEntry longest(self, uint8_t af, const uint8_t *addr)
+    cdef void add(self, KEntry ke)
+    cdef void remove(self, KEntry ke)
+    cdef list ordered(self)
+
+
+cdef class KTable:
+    """pfr_ktable: a named table of an anchor, its inactive shadow and counters."""
+    cdef readonly str anchor
+    cdef readonly str name
+    cdef public int flags               # PFR_TFLAG_*
+    cdef uint8_t fback                  # pfrt_fback as the creating request gave it
+    cdef Radix radix
+    cdef public int cnt                 # entries (NO_ADDRESSES in a shadow defined without any)
+    cdef KTable root                    # the main ruleset's table of the same name (anchored tables)
+    cdef KTable shadow                  # the inactive definition of an open transaction
+    cdef object rs                      # the anchor's Ruleset (None for shadows)
+    cdef int refcnt[2]                  # [PFR_REFCNT_RULE / ANCHOR]
+    cdef uint64_t packets[2][3]         # [PFR_DIR_*][PFR_OP_BLOCK/PASS/XPASS]
+    cdef uint64_t nbytes[2][3]
+    cdef uint64_t nmatch
+    cdef uint64_t nnomatch
+    cdef public long tzero
+
+
+cdef class Tables:
+    cdef public object core
+    cdef dict ktables                   # (anchor, name) -> KTable: pfr_ktables
+    cdef public long nentries           # entries allocated (tables, shadows, in-flight requests)
+
+    # one per DIOCR* command, as pfr_*() in FreeBSD's pf_table.c; `flags` may carry
+    # PFR_FLAG_USERIOCTL (the request came from a user: the reserved anchor is refused)
+    cdef int table_count(self, pfr_table *filter, int flags) except? -2
+    cdef int clr_tables(self, pfr_table *filter, int flags) except -1
+    cdef int add_tables(self, pfr_table *tbl, int size, int flags) except -1
+    cdef int del_tables(self, pfr_table *tbl, int size, int flags) except -1
+    cdef int get_tables(self, pfr_table *filter, char *out, int *size, int flags, bint stats) except -1
+    cdef int clr_tstats(self, pfr_table *tbl, int size, int flags) except -1
+    cdef int set_tflags(self, pfr_table *tbl, int size, int setflag, int clrflag, int *nchange,
+                        int *ndel, int flags) except -1
+    cdef int clr_addrs(self, pfr_table *tbl, int flags) except -1
+    cdef int add_addrs(self, pfr_table *tbl, pfr_addr *addr, int size, int flags) except -1
+    cdef int del_addrs(self, pfr_table *tbl, pfr_addr *addr, int size, int flags) except -1
+    cdef int set_addrs(self, pfr_table *tbl, pfr_addr *addr, int size, int *size2, int *nadd,
+                       int *ndel, int *nchange, int flags) except -1
+    cdef int get_addrs(self, pfr_table *tbl, char *out, int size, int flags, bint stats) except -1
+    cdef int clr_astats(self, pfr_table *tbl, pfr_addr *addr, int size, int flags) except -1
+    cdef int tst_addrs(self, pfr_table *tbl, pfr_addr *addr, int size, int flags) except -1
+    cdef int ina_define(self, pfr_table *tbl, pfr_addr *addr, int size, int *nadd, int *naddr,
+                        uint32_t ticket, int flags) except -1
+
+    # internals
+    cdef KTable lookup(self, pfr_table *tbl)
+    cdef KTable active_table(self, pfr_table *tbl, bint writable)
+    cdef KTable create_ktable(self, pfr_table *tbl, long tzero, bint attach)
+    cdef void destroy_ktable(self, KTable kt)
+    cdef void insert_ktable(self, KTable kt)
+    cdef void setflags_ktable(self, KTable kt, int newf)
+    cdef void clstats_ktable(self, KTable kt, long tzero, bint recurse)
+    cdef void commit_ktable(self, KTable kt, long tzero)
+    cdef KEntry new_entry(self, pfr_addr *ad, bytes key, unsigned int limit)
+    cdef void insert_entries(self, KTable kt, entries, long tzero)
+    cdef void remove_entries(self, KTable kt, list entries)
+    cdef void flush_entries(self, KTable kt)
+    cdef unsigned int entry_limit(self)
+    cdef list anchor_tables(self, str anchor, int with_flag)

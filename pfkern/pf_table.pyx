@@ -1,0 +1,1096 @@
+# cython: language_level=3
+"""pf tables (FreeBSD pf_table.c): named sets of IPv4/IPv6 prefixes, some negated, matched by
+longest prefix; each table belongs to an anchor, may have an inactive definition waiting for a
+transaction's commit, and keeps per-table and per-address counters the datapath bumps.
+
+The DIOCR* operations take the header's structs (pf_ioctl_table decodes the ioctl, checks sizes
+and copies buffers) and follow FreeBSD 12.1's pfr_*() checks, errnos and output counts. Rules and
+the datapath use the Python API at the end: attach/detach/count/match, and the ina_* calls of the
+table transaction (DIOCXBEGIN/XCOMMIT/XROLLBACK with rs_num PF_RULESET_TABLE).
+
+Operations raise pfkern.errors exceptions; nothing changes when one is raised.
+"""
+import time
+
+cimport cython
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memmove, memset, strlen, strncmp
+
+from pfkern.errors import Busy, ConstTable, Invalid, NoMemory, NoSuchTable, NotFound, PfError
+
+# net.pf.request_maxcount: the most elements one ioctl may carry.
+REQUEST_MAXCOUNT = 65535
+# Kernel-internal flag FreeBSD's ioctl layer adds: the request came from userland, so the
+# reserved anchor is refused.
+PFR_FLAG_USERIOCTL = 0x10000000
+# A shadow table defined without PFR_FLAG_ADDRSTOO: its commit leaves the addresses alone.
+NO_ADDRESSES = -1
+
+cdef enum:
+    AF_INET = 2
+    AF_INET6 = 10               # Linux's value, the one the daemon stores and answers
+    AF_INET6_BSD = 28           # FreeBSD's, accepted on input
+
+
+# --- helpers on the header's structs --------------------------------------------------------
+
+cdef inline str cstr(const char *p, size_t size):
+    """A fixed-size char array up to its first NUL."""
+    cdef size_t n = 0
+    while n < size and p[n]:
+        n += 1
+    return p[:n].decode("latin-1")
+
+
+cdef inline void put_cstr(char *dst, str value, size_t size):
+    cdef bytes raw = value.encode("latin-1")
+    memset(dst, 0, size)
+    memcpy(dst, <char *>raw, min(<size_t>len(raw), size - 1))
+
+
+cdef bint zero_padded(const char *p, size_t size):
+    """NUL-terminated within size and nothing but NULs after the terminator."""
+    cdef size_t i
+    if p[size - 1]:
+        return False
+    i = strlen(p)
+    while i < size:
+        if p[i]:
+            return False
+        i += 1
+    return True
+
+
+cdef bint fix_anchor(char *anchor):
+    """pfr_fix_anchor: strip leading slashes in place; False unless the path is NUL-padded."""
+    cdef size_t off = 0
+    while off < PF_MAXPATHLEN and anchor[off] == b'/':
+        off += 1
+    if off:
+        memmove(anchor, anchor + off, PF_MAXPATHLEN - off)
+        memset(anchor + PF_MAXPATHLEN - off, 0, off)
+    return zero_padded(anchor, PF_MAXPATHLEN)
+
+
+cdef int validate_table(pfr_table *tbl, int allowed, int no_reserved) except -1:
+    """pfr_validate_table, in FreeBSD's order: the reserved-anchor test looks at the anchor as
+    sent, before its leading slashes are stripped."""
+    if not tbl.pfrt_name[0]:
+        raise Invalid("table name is empty")
+    if no_reserved and strncmp(tbl.pfrt_anchor, b"_pf", 4) == 0:
+        raise Invalid("anchor _pf is reserved")
+    if not zero_padded(tbl.pfrt_name, PF_TABLE_NAME_SIZE):
+        raise Invalid("table name not NUL-terminated and zero-padded")
+    if not fix_anchor(tbl.pfrt_anchor):
+        raise Invalid("anchor not NUL-terminated and zero-padded")
+    if tbl.pfrt_flags & ~allowed:
+        raise Invalid("table flags not allowed here")
+    return 0
+
+
+cdef inline int accept_flags(int flags, int allowed) except -1:
+    """ACCEPT_FLAGS: only PFR_FLAG_* bits outside `allowed` are refused; others are ignored."""
+    if flags & ~allowed & PFR_FLAG_ALLMASK:
+        raise Invalid("request flags not allowed for this command")
+    return 0
+
+
+cdef inline tuple table_key(str anchor, str name):
+    # pfr_ktable_compare's order: name, then anchor
+    return (name, anchor)
+
+
+cdef inline uint8_t norm_af(uint8_t af):
+    return AF_INET6 if af == AF_INET6_BSD else af
+
+
+cdef inline int addr_len(uint8_t af):
+    return 4 if af == AF_INET else 16
+
+
+cdef inline bint is_network(const pfr_addr *ad):
+    return ad.pfra_net < (32 if ad.pfra_af == AF_INET else 128)
+
+
+cdef inline const uint8_t *addr_bytes(const pfr_addr *ad):
+    return <const uint8_t *>&ad.pfra_ip6addr
+
+
+cdef bint valid_addr(const pfr_addr *ad):
+    """pfr_validate_addr: a known family, a prefix length it allows, no bits set past the prefix
+    (anywhere in the 16 bytes), pfra_not 0 or 1, pfra_fback 0."""
+    cdef const uint8_t *a = addr_bytes(ad)
+    cdef int net = ad.pfra_net, i
+    if ad.pfra_af == AF_INET:
+        if net > 32:
+            return False
+    elif ad.pfra_af == AF_INET6 or ad.pfra_af == AF_INET6_BSD:
+        if net > 128:
+            return False
+    else:
+        return False
+    if net < 128 and a[net >> 3] & (0xff >> (net & 7)):
+        return False
+    for i in range((net + 7) >> 3, 16):
+        if a[i]:
+            return False
+    return ad.pfra_not <= 1 and ad.pfra_fback == 0
+
+
+cdef bytes make_key(uint8_t af, const uint8_t *a, int net):
+    """Key of the prefix a/net (bits of a past net ignored): family, address, 255 - net, so that
+    sorted keys list IPv4 before IPv6, by address, a more specific prefix first (radix order)."""
+    cdef uint8_t k[18]
+    cdef int alen = addr_len(af), full = net >> 3, rem = net & 7
+    k[0] = af
+    memset(k + 1, 0, alen)
+    memcpy(k + 1, a, full)
+    if rem:
+        k[1 + full] = a[full] & (0xff << (8 - rem))
+    k[1 + alen] = 255 - net
+    return PyBytes_FromStringAndSize(<char *>k, alen + 2)
+
+
+cdef inline bytes addr_key(const pfr_addr *ad):
+    return make_key(norm_af(ad.pfra_af), addr_bytes(ad), ad.pfra_net)
+
+
+cdef void copyout_addr(pfr_addr *ad, KEntry ke):
+    """pfr_copyout_addr: the entry as a pfr_addr (all zero for no entry)."""
+    memset(ad, 0, sizeof(pfr_addr))
+    if ke is None:
+        return
+    ad.pfra_af = ke.af
+    ad.pfra_net = ke.net
+    ad.pfra_not = ke.neg
+    memcpy(<void *>addr_bytes(ad), ke.addr, addr_len(ke.af))
+
+
+cdef void reset_feedback(pfr_addr *addr, int size):
+    cdef int i
+    for i in range(size):
+        addr[i].pfra_fback = PFR_FB_NONE
+
+
+cdef inline long now():
+    return <long>time.time()
+
+
+# --- entries and their radix -----------------------------------------------------------------
+
+@cython.no_gc          # holds only a bytes key: never part of a cycle, and there are many
+cdef class KEntry:
+    cdef void clear_stats(self, long tzero):
+        memset(self.packets, 0, sizeof(self.packets))
+        memset(self.nbytes, 0, sizeof(self.nbytes))
+        self.tzero = tzero
+
+    def __repr__(self):
+        return f"<KEntry {'!' if self.neg else ''}{self.key.hex()}>"
+
+
+cdef class Radix:
+    def __cinit__(self):
+        self.entries = {}
+
+    cdef KEntry exact(self, bytes key):
+        return self.entries.get(key)
+
+    cdef tuple present(self, int fam):
+        """Prefix lengths with entries, longest first, for family 0 (IPv4) or 1 (IPv6)."""
+        cdef tuple lens = self.lens6 if fam else self.lens4
+        if lens is None:
+            lens = tuple(n for n in range(128 if fam else 32, -1, -1) if self.nets[fam][n])
+            if fam:
+                self.lens6 = lens
+            else:
+                self.lens4 = lens
+        return lens
+
+    cdef KEntry longest(self, uint8_t af, const uint8_t *addr):
+        """The entry of the longest prefix containing host address `addr` (rn_match)."""
+        cdef int net
+        for net in self.present(af != AF_INET):
+            ke = self.entries.get(make_key(af, addr, net))
+            if ke is not None:
+                return ke
+        return None
+
+    cdef void add(self, KEntry ke):
+        cdef int fam = ke.af != AF_INET
+        self.entries[ke.key] = ke
+        self.nets[fam][ke.net] += 1
+        if self.nets[fam][ke.net] == 1:
+            self.lens4 = self.lens6 = None
+
+    cdef void remove(self, KEntry ke):
+        cdef int fam = ke.af != AF_INET
+        del self.entries[ke.key]
+        self.nets[fam][ke.net] -= 1
+        if self.nets[fam][ke.net] == 0:
+            self.lens4 = self.lens6 = None
+
+    cdef list ordered(self):
+        cdef dict entries = self.entries
+        return [entries[k] for k in sorted(entries)]
+
+
+cdef class KTable:
+    def __cinit__(self):
+        self.radix = Radix()
+
+    def __repr__(self):
+        return f"<KTable {self.anchor}:{self.name} flags={self.flags:#x} cnt={self.cnt}>"
+
+
+# --- the tables ----------------------------------------------------------------------------
+
+cdef class Tables:
+    def __init__(self, core):
+        self.core = core
+        self.ktables = {}
+        self.nentries = 0
+
+    # -- the DIOCR* operations ---------------------------------------------------------------
+
+    cdef int table_count(self, pfr_table *filter, int flags) except? -2:
+        """pfr_table_count: tables of the filter's anchor (all with ALLRSETS); -1 if the anchor
+        does not exist."""
+        if flags & PFR_FLAG_ALLRSETS:
+            return len(self.ktables)
+        rs = self.core.rulesets.find(cstr(filter.pfrt_anchor, PF_MAXPATHLEN))
+        return rs.tables if rs is not None else -1
+
+    cdef int clr_tables(self, pfr_table *filter, int flags) except -1:
+        """Deactivate the tables of an anchor (all anchors with ALLRSETS) but the reserved one."""
+        accept_flags(flags, PFR_FLAG_DUMMY | PFR_FLAG_ALLRSETS)
+        if not fix_anchor(filter.pfrt_anchor):
+            raise Invalid("anchor not NUL-terminated and zero-padded")
+        if self.table_count(filter, flags) < 0:
+            raise NotFound("no such anchor")
+        anchor = cstr(filter.pfrt_anchor, PF_MAXPATHLEN)
+        work = [(kt, PFR_TFLAG_ACTIVE, 0) for kt in self.sorted_tables()
+                if (flags & PFR_FLAG_ALLRSETS or kt.anchor == anchor)
+                and kt.anchor != "_pf" and kt.flags & PFR_TFLAG_ACTIVE]
+        if not flags & PFR_FLAG_DUMMY:
+            self.setflags_all(work)
+        return len(work)
+
+    cdef int add_tables(self, pfr_table *tbl, int size, int flags) except -1:
+        """Create tables, or reactivate inactive ones; an anchored table gets (and creates, flag-
+        less) the main ruleset's table of the same name as its root. Existing active tables are
+        left alone. Returns how many were added or reactivated."""
+        cdef pfr_table key
+        cdef KTable p, r
+        cdef int i, xadd = 0
+        cdef long tzero = now()
+        accept_flags(flags, PFR_FLAG_DUMMY)
+        addq = []                       # created, in creation order
+        added = {}                      # their keys
+        changeq = []                    # (table, flags to clear, flags to set)
+        changed = set()
+        try:
+            for i in range(size):
+                memcpy(&key, &tbl[i], sizeof(pfr_table))
+                validate_table(&key, PFR_TFLAG_USRMASK, flags & PFR_FLAG_USERIOCTL)
+                key.pfrt_flags |= PFR_TFLAG_ACTIVE
+                k = table_key(cstr(key.pfrt_anchor, PF_MAXPATHLEN), cstr(key.pfrt_name, PF_TABLE_NAME_SIZE))
+                p = self.ktables.get(k)
+                if p is None:
+                    if k in added:
+                        continue
+                    p = self.create_ktable(&key, tzero, True)
+                    addq.append(p)
+                    added[k] = p
+                    xadd += 1
+                    if not key.pfrt_anchor[0]:
+                        continue
+                    rk = table_key("", p.name)
+                    r = self.ktables.get(rk) or added.get(rk)
+                    if r is None:
+                        memset(key.pfrt_anchor, 0, PF_MAXPATHLEN)
+                        key.pfrt_flags = 0
+                        r = self.create_ktable(&key, 0, True)
+                        addq.append(r)
+                        added[rk] = r
+                    p.root = r
+                elif not p.flags & PFR_TFLAG_ACTIVE:
+                    if k in changed:
+                        continue
+                    changeq.append((p, PFR_TFLAG_USRMASK, key.pfrt_flags))
+                    changed.add(k)
+                    xadd += 1
+        except BaseException:
+            for p in addq:
+                self.destroy_ktable(p)
+            raise
+        if flags & PFR_FLAG_DUMMY:
+            for p in addq:
+                self.destroy_ktable(p)
+        else:
+            for p in reversed(addq):        # roots before the tables that use them
+                self.insert_ktable(p)
+            self.setflags_all(changeq)
+        return xadd
+
+    cdef int del_tables(self, pfr_table *tbl, int size, int flags) except -1:
+        """Deactivate the listed active tables (deleted unless rules or anchors still use them)."""
+        cdef pfr_table key
+        cdef int i
+        accept_flags(flags, PFR_FLAG_DUMMY)
+        work = []
+        seen = set()
+        for i in range(size):
+            memcpy(&key, &tbl[i], sizeof(pfr_table))
+            validate_table(&key, 0, flags & PFR_FLAG_USERIOCTL)
+            p = self.lookup(&key)
+            if p is not None and p.flags & PFR_TFLAG_ACTIVE and p not in seen:
+                work.append((p, PFR_TFLAG_ACTIVE, 0))
+                seen.add(p)
+        if not flags & PFR_FLAG_DUMMY:
+            self.setflags_all(work)
+        return len(work)
+
+    cdef int get_tables(self, pfr_table *filter, char *out, int *size, int flags, bint stats) except -1:
+        """pfr_table (or pfr_tstats) of every table of the anchor, in pf's order, into `out`;
+        when more exist than *size, only *size = their number."""
+        cdef int n, i = 0
+        cdef KTable kt
+        cdef pfr_tstats *ts
+        accept_flags(flags, PFR_FLAG_ALLRSETS)
+        if not fix_anchor(filter.pfrt_anchor):
+            raise Invalid("anchor not NUL-terminated and zero-padded")
+        n = self.table_count(filter, flags)
+        if n < 0:
+            raise NotFound("no such anchor")
+        if n > size[0]:
+            size[0] = n
+            return 0
+        anchor = cstr(filter.pfrt_anchor, PF_MAXPATHLEN)
+        for kt in self.sorted_tables():
+            if i >= n:
+                break
+            if not flags & PFR_FLAG_ALLRSETS and kt.anchor != anchor:
+                continue
+            if stats:
+                ts = <pfr_tstats *>out + i
+                fill_table(&ts.pfrts_t, kt)
+                memcpy(ts.pfrts_packets, kt.packets, sizeof(kt.packets))
+                memcpy(ts.pfrts_bytes, kt.nbytes, sizeof(kt.nbytes))
+                ts.pfrts_match = kt.nmatch
+                ts.pfrts_nomatch = kt.nnomatch
+                ts.pfrts_tzero = kt.tzero
+                ts.pfrts_cnt = kt.cnt
+                ts.pfrts_refcnt[PFR_REFCNT_RULE] = kt.refcnt[PFR_REFCNT_RULE]
+                ts.pfrts_refcnt[PFR_REFCNT_ANCHOR] = kt.refcnt[PFR_REFCNT_ANCHOR]
+            else:
+                fill_table(<pfr_table *>out + i, kt)
+            i += 1
+        size[0] = n
+        return 0
+
+    cdef int clr_tstats(self, pfr_table *tbl, int size, int flags) except -1:
+        """Zero the counters of the listed tables (any state), with ADDRSTOO their entries' too.
+        Counts a table listed twice twice, as FreeBSD does."""
+        cdef pfr_table key
+        cdef int i
+        cdef long tzero = now()
+        accept_flags(flags, PFR_FLAG_DUMMY | PFR_FLAG_ADDRSTOO)
+        work = []
+        for i in range(size):
+            memcpy(&key, &tbl[i], sizeof(pfr_table))
+            validate_table(&key, 0, 0)
+            p = self.lookup(&key)
+            if p is not None:
+                work.append(p)
+        if not flags & PFR_FLAG_DUMMY:
+            for p in work:
+                self.clstats_ktable(p, tzero, flags & PFR_FLAG_ADDRSTOO)
+        return len(work)
+
+    cdef int set_tflags(self, pfr_table *tbl, int size, int setflag, int clrflag, int *nchange,
+                        int *ndel, int flags) except -1:
+        """Set/clear user flags on active tables; losing PERSIST deletes an unreferenced table."""
+        cdef pfr_table key
+        cdef int i, nflags, xchange = 0, xdel = 0
+        accept_flags(flags, PFR_FLAG_DUMMY)
+        if (setflag & ~PFR_TFLAG_USRMASK or clrflag & ~PFR_TFLAG_USRMASK
+                or setflag & clrflag):
+            raise Invalid("flags to set or clear outside PERSIST|CONST|COUNTERS, or overlapping")
+        work = []
+        seen = set()
+        for i in range(size):
+            memcpy(&key, &tbl[i], sizeof(pfr_table))
+            validate_table(&key, 0, flags & PFR_FLAG_USERIOCTL)
+            p = self.lookup(&key)
+            if p is None or not p.flags & PFR_TFLAG_ACTIVE:
+                continue
+            nflags = (p.flags | setflag) & ~clrflag
+            if nflags == p.flags or p in seen:
+                continue
+            work.append((p, clrflag, setflag))
+            seen.add(p)
+            if (p.flags & PFR_TFLAG_PERSIST and clrflag & PFR_TFLAG_PERSIST
+                    and not p.flags & PFR_TFLAG_REFERENCED):
+                xdel += 1
+            else:
+                xchange += 1
+        if not flags & PFR_FLAG_DUMMY:
+            self.setflags_all(work)
+        nchange[0] = xchange
+        ndel[0] = xdel
+        return 0
+
+    cdef int clr_addrs(self, pfr_table *tbl, int flags) except -1:
+        """Flush a table; returns how many entries went."""
+        cdef KTable kt
+        cdef int n
+        accept_flags(flags, PFR_FLAG_DUMMY)
+        validate_table(tbl, 0, flags & PFR_FLAG_USERIOCTL)
+        kt = self.active_table(tbl, True)
+        n = kt.cnt
+        if not flags & PFR_FLAG_DUMMY:
+            self.flush_entries(kt)
+        return n
+
+    cdef int add_addrs(self, pfr_table *tbl, pfr_addr *addr, int size, int flags) except -1:
+        """Add prefixes; with FEEDBACK each pfra_fback says ADDED, DUPLICATE (twice in the
+        request), CONFLICT (present with the other negation; left as it is) or NONE (present).
+        Returns how many were added."""
+        cdef KTable kt
+        cdef KEntry p
+        cdef pfr_addr *ad
+        cdef int i
+        cdef unsigned int limit = self.entry_limit()
+        accept_flags(flags, PFR_FLAG_DUMMY | PFR_FLAG_FEEDBACK)
+        validate_table(tbl, 0, flags & PFR_FLAG_USERIOCTL)
+        kt = self.active_table(tbl, True)
+        pending = {}                    # key -> new entry (FreeBSD's temporary table)
+        try:
+            for i in range(size):
+                ad = &addr[i]
+                if not valid_addr(ad):
+                    raise Invalid("bad address")
+                key = addr_key(ad)
+                p = kt.radix.exact(key)
+                if flags & PFR_FLAG_FEEDBACK:
+                    if key in pending:
+                        ad.pfra_fback = PFR_FB_DUPLICATE
+                    elif p is None:
+                        ad.pfra_fback = PFR_FB_ADDED
+                    elif p.neg != ad.pfra_not:
+                        ad.pfra_fback = PFR_FB_CONFLICT
+                    else:
+                        ad.pfra_fback = PFR_FB_NONE
+                if p is None and key not in pending:
+                    pending[key] = self.new_entry(ad, key, limit)
+        except BaseException:
+            self.nentries -= len(pending)
+            raise
+        if flags & PFR_FLAG_DUMMY:
+            self.nentries -= len(pending)
+        else:
+            self.insert_entries(kt, pending.values(), now())
+        return len(pending)
+
+    cdef int del_addrs(self, pfr_table *tbl, pfr_addr *addr, int size, int flags) except -1:
+        """Delete prefixes; feedback DELETED, NONE (absent), CONFLICT (other negation; kept),
+        DUPLICATE (already deleted by this request). Returns how many went."""
+        cdef KTable kt
+        cdef KEntry p
+        cdef pfr_addr *ad
+        cdef int i
+        accept_flags(flags, PFR_FLAG_DUMMY | PFR_FLAG_FEEDBACK)
+        validate_table(tbl, 0, flags & PFR_FLAG_USERIOCTL)
+        kt = self.active_table(tbl, True)
+        doomed = {}
+        for i in range(size):
+            ad = &addr[i]
+            if not valid_addr(ad):
+                raise Invalid("bad address")
+            key = addr_key(ad)
+            p = kt.radix.exact(key)
+            if flags & PFR_FLAG_FEEDBACK:
+                if p is None:
+                    ad.pfra_fback = PFR_FB_NONE
+                elif p.neg != ad.pfra_not:
+                    ad.pfra_fback = PFR_FB_CONFLICT
+                elif key in doomed:
+                    ad.pfra_fback = PFR_FB_DUPLICATE
+                else:
+                    ad.pfra_fback = PFR_FB_DELETED
+            if p is not None and p.neg == ad.pfra_not:
+                doomed[key] = p
+        if not flags & PFR_FLAG_DUMMY:
+            self.remove_entries(kt, list(doomed.values()))
+        return len(doomed)
+
+    cdef int set_addrs(self, pfr_table *tbl, pfr_addr *addr, int size, int *size2, int *nadd,
+                       int *ndel, int *nchange, int flags) except -1:
+        """Make the table hold exactly addr[0:size]. Feedback ADDED, CHANGED (negation flipped,
+        counters zeroed), DUPLICATE, NONE. With FEEDBACK and *size2 > 0 the deleted entries are
+        appended after addr[size] (DELETED) — or, when *size2 cannot hold them, *size2 becomes the
+        room needed and nothing changes (the call still succeeds)."""
+        cdef KTable kt
+        cdef KEntry p
+        cdef pfr_addr ad
+        cdef int i, xdel
+        cdef unsigned int limit = self.entry_limit()
+        cdef long tzero = now()
+        accept_flags(flags, PFR_FLAG_DUMMY | PFR_FLAG_FEEDBACK)
+        validate_table(tbl, 0, flags & PFR_FLAG_USERIOCTL)
+        kt = self.active_table(tbl, True)
+        kept = set()
+        pending = {}
+        changeq = []
+        try:
+            for i in range(size):
+                memcpy(&ad, &addr[i], sizeof(pfr_addr))
+                if not valid_addr(&ad):
+                    raise Invalid("bad address")
+                key = addr_key(&ad)
+                p = kt.radix.exact(key)
+                if key in kept or key in pending:
+                    ad.pfra_fback = PFR_FB_DUPLICATE
+                elif p is not None:
+                    kept.add(key)
+                    if p.neg != ad.pfra_not:
+                        changeq.append(p)
+                        ad.pfra_fback = PFR_FB_CHANGED
+                else:
+                    pending[key] = self.new_entry(&ad, key, limit)
+                    ad.pfra_fback = PFR_FB_ADDED
+                if flags & PFR_FLAG_FEEDBACK:
+                    memcpy(&addr[i], &ad, sizeof(pfr_addr))
+            delq = [ke for ke in kt.radix.ordered() if ke.key not in kept]
+            xdel = len(delq)
+            if flags & PFR_FLAG_FEEDBACK and size2[0]:
+                if size2[0] < size + xdel:
+                    size2[0] = size + xdel
+                    reset_feedback(addr, size)
+                    self.nentries -= len(pending)
+                    return 0
+                for i in range(xdel):
+                    copyout_addr(&addr[size + i], delq[i])
+                    addr[size + i].pfra_fback = PFR_FB_DELETED
+        except BaseException:
+            self.nentries -= len(pending)
+            raise
+        if flags & PFR_FLAG_DUMMY:
+            self.nentries -= len(pending)
+        else:
+            self.insert_entries(kt, pending.values(), tzero)
+            self.remove_entries(kt, delq)
+            for p in changeq:
+                p.neg = not p.neg
+                p.clear_stats(tzero)
+        nadd[0] = len(pending)
+        ndel[0] = xdel
+        nchange[0] = len(changeq)
+        if flags & PFR_FLAG_FEEDBACK:
+            size2[0] = size + xdel
+        return 0
+
+    cdef int get_addrs(self, pfr_table *tbl, char *out, int size, int flags, bint stats) except -1:
+        """The entries as pfr_addr (or pfr_astats) into `out` when they fit in `size`; returns
+        their number either way. Tables without COUNTERS report zero counters, fback NOCOUNT."""
+        cdef KTable kt
+        cdef KEntry ke
+        cdef pfr_astats *st
+        cdef int i = 0
+        accept_flags(flags, 0)
+        validate_table(tbl, 0, 0)
+        kt = self.active_table(tbl, False)
+        if kt.cnt > size:
+            return kt.cnt
+        for ke in kt.radix.ordered():
+            if not stats:
+                copyout_addr(<pfr_addr *>out + i, ke)
+            else:
+                st = <pfr_astats *>out + i
+                memset(st, 0, sizeof(pfr_astats))
+                copyout_addr(&st.pfras_a, ke)
+                st.pfras_tzero = ke.tzero
+                if kt.flags & PFR_TFLAG_COUNTERS:
+                    memcpy(st.pfras_packets, ke.packets, sizeof(ke.packets))
+                    memcpy(st.pfras_bytes, ke.nbytes, sizeof(ke.nbytes))
+                else:
+                    st.pfras_a.pfra_fback = PFR_FB_NOCOUNT
+            i += 1
+        return kt.cnt
+
+    cdef int clr_astats(self, pfr_table *tbl, pfr_addr *addr, int size, int flags) except -1:
+        """Zero the listed entries' counters (their tzero becomes 0); feedback CLEARED or NONE."""
+        cdef KTable kt
+        cdef KEntry p
+        cdef pfr_addr *ad
+        cdef int i
+        accept_flags(flags, PFR_FLAG_DUMMY | PFR_FLAG_FEEDBACK)
+        validate_table(tbl, 0, 0)
+        kt = self.active_table(tbl, False)
+        work = []
+        for i in range(size):
+            ad = &addr[i]
+            if not valid_addr(ad):
+                raise Invalid("bad address")
+            p = kt.radix.exact(addr_key(ad))
+            if flags & PFR_FLAG_FEEDBACK:
+                ad.pfra_fback = PFR_FB_CLEARED if p is not None else PFR_FB_NONE
+            if p is not None:
+                work.append(p)
+        if not flags & PFR_FLAG_DUMMY:
+            for p in work:
+                p.clear_stats(0)
+        return len(work)
+
+    cdef int tst_addrs(self, pfr_table *tbl, pfr_addr *addr, int size, int flags) except -1:
+        """Look host addresses up by longest prefix: fback MATCH, NOTMATCH (the longest match is
+        negated) or NONE; REPLACE also returns the matching entry itself. Returns the matches."""
+        cdef KTable kt
+        cdef KEntry p
+        cdef pfr_addr *ad
+        cdef int i, xmatch = 0
+        accept_flags(flags, PFR_FLAG_REPLACE)
+        validate_table(tbl, 0, 0)
+        kt = self.active_table(tbl, False)
+        for i in range(size):
+            ad = &addr[i]
+            if not valid_addr(ad):
+                raise Invalid("bad address")
+            if is_network(ad):
+                raise Invalid("only host addresses can be tested")
+            p = kt.radix.longest(norm_af(ad.pfra_af), addr_bytes(ad))
+            if flags & PFR_FLAG_REPLACE:
+                copyout_addr(ad, p)
+            if p is None:
+                ad.pfra_fback = PFR_FB_NONE
+            elif p.neg:
+                ad.pfra_fback = PFR_FB_NOTMATCH
+            else:
+                ad.pfra_fback = PFR_FB_MATCH
+                xmatch += 1
+        return xmatch
+
+    cdef int ina_define(self, pfr_table *tbl, pfr_addr *addr, int size, int *nadd, int *naddr,
+                        uint32_t ticket, int flags) except -1:
+        """Define a table in the inactive set of its anchor's open table transaction: *nadd is 1
+        when the table was not yet defined there, *naddr the distinct addresses. Without
+        ADDRSTOO the commit will leave the table's addresses as they are."""
+        cdef KTable kt, rt, shadow
+        cdef KEntry ke
+        cdef pfr_table key
+        cdef pfr_addr *ad
+        cdef int i, xadd = 0
+        cdef unsigned int limit = self.entry_limit()
+        accept_flags(flags, PFR_FLAG_DUMMY | PFR_FLAG_ADDRSTOO)
+        if size and not flags & PFR_FLAG_ADDRSTOO:
+            raise Invalid("addresses given without PFR_FLAG_ADDRSTOO")
+        validate_table(tbl, PFR_TFLAG_USRMASK, flags & PFR_FLAG_USERIOCTL)
+        rs = self.core.rulesets.find(cstr(tbl.pfrt_anchor, PF_MAXPATHLEN))
+        if rs is None or not rs.topen or ticket != rs.tticket:
+            raise Busy("no table transaction open with that ticket")
+        tbl.pfrt_flags |= PFR_TFLAG_INACTIVE
+        created = []                    # new tables, root last (it is inserted first)
+        kt = self.lookup(tbl)
+        shadow = None
+        try:
+            if kt is None:
+                kt = self.create_ktable(tbl, 0, True)
+                created.append(kt)
+                xadd = 1
+                if tbl.pfrt_anchor[0]:
+                    rt = self.ktables.get(table_key("", kt.name))
+                    if rt is None:
+                        memset(&key, 0, sizeof(key))
+                        memcpy(key.pfrt_name, tbl.pfrt_name, PF_TABLE_NAME_SIZE)
+                        rt = self.create_ktable(&key, 0, True)
+                        created.append(rt)
+                    kt.root = rt
+            elif not kt.flags & PFR_TFLAG_INACTIVE:
+                xadd = 1
+            shadow = self.create_ktable(tbl, 0, False)
+            for i in range(size):
+                ad = &addr[i]
+                if not valid_addr(ad):
+                    raise Invalid("bad address")
+                k = addr_key(ad)
+                if shadow.radix.exact(k) is not None:
+                    continue
+                ke = self.new_entry(ad, k, limit)
+                shadow.radix.add(ke)
+                shadow.cnt += 1
+        except BaseException:
+            if shadow is not None:
+                self.destroy_ktable(shadow)
+            for t in created:
+                self.destroy_ktable(t)
+            raise
+        naddr[0] = shadow.cnt
+        nadd[0] = xadd
+        if flags & PFR_FLAG_DUMMY:
+            self.destroy_ktable(shadow)
+            for t in created:
+                self.destroy_ktable(t)
+            return 0
+        if kt.shadow is not None:
+            self.destroy_ktable(kt.shadow)
+        kt.flags |= PFR_TFLAG_INACTIVE
+        for t in reversed(created):
+            self.insert_ktable(t)
+        if not flags & PFR_FLAG_ADDRSTOO:
+            shadow.cnt = NO_ADDRESSES
+        kt.shadow = shadow
+        return 0
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def sorted_tables(self):
+        """Every table in pf's order (name, then anchor)."""
+        cdef dict ktables = self.ktables
+        return [ktables[k] for k in sorted(ktables)]
+
+    cdef KTable lookup(self, pfr_table *tbl):
+        return self.ktables.get(table_key(cstr(tbl.pfrt_anchor, PF_MAXPATHLEN),
+                                          cstr(tbl.pfrt_name, PF_TABLE_NAME_SIZE)))
+
+    cdef KTable active_table(self, pfr_table *tbl, bint writable):
+        """The table addresses are read or written in: ESRCH unless active, EPERM if const and
+        about to change."""
+        cdef KTable kt = self.lookup(tbl)
+        if kt is None or not kt.flags & PFR_TFLAG_ACTIVE:
+            raise NoSuchTable("no such active table")
+        if writable and kt.flags & PFR_TFLAG_CONST:
+            raise ConstTable("table is const")
+        return kt
+
+    cdef KTable create_ktable(self, pfr_table *tbl, long tzero, bint attach):
+        """A table not yet in the tree; `attach` counts it in its anchor's ruleset (created on
+        demand; ENOMEM when the path cannot be one, as pf_find_or_create_ruleset fails)."""
+        cdef KTable kt = KTable()
+        kt.anchor = cstr(tbl.pfrt_anchor, PF_MAXPATHLEN)
+        kt.name = cstr(tbl.pfrt_name, PF_TABLE_NAME_SIZE)
+        kt.flags = tbl.pfrt_flags
+        kt.fback = tbl.pfrt_fback
+        kt.tzero = tzero
+        if attach:
+            rs = self.core.rulesets.find_or_create(kt.anchor)
+            if rs is None:
+                raise NoMemory("anchor path cannot hold a ruleset")
+            rs.tables += 1
+            kt.rs = rs
+        return kt
+
+    cdef void destroy_ktable(self, KTable kt):
+        """Free a table not (or no longer) in the tree, with its entries and shadow."""
+        self.nentries -= len(kt.radix.entries)
+        kt.radix = Radix()
+        kt.cnt = 0
+        if kt.shadow is not None:
+            self.destroy_ktable(kt.shadow)
+            kt.shadow = None
+        if kt.rs is not None:
+            rs, kt.rs = kt.rs, None
+            rs.tables -= 1
+            self.core.rulesets.remove_if_empty(rs)
+
+    cdef void insert_ktable(self, KTable kt):
+        cdef KTable rt = kt.root
+        self.ktables[table_key(kt.anchor, kt.name)] = kt
+        if rt is not None:
+            rt.refcnt[PFR_REFCNT_ANCHOR] += 1
+            if rt.refcnt[PFR_REFCNT_ANCHOR] == 1:
+                self.setflags_ktable(rt, rt.flags | PFR_TFLAG_REFDANCHOR)
+
+    def setflags_all(self, list work):
+        """Apply (table, flags to clear, flags to set), last first as FreeBSD's work queues do.
+        Each change applies to the flags the table has by then: FreeBSD 12.1 computes the new
+        flags of all before applying any, so a root table whose REFDANCHOR went while its
+        anchored tables were deleted got it back, unreferenced, and was never freed."""
+        for kt, clear, set_ in reversed(work):
+            self.setflags_ktable(kt, (kt.flags & ~clear) | set_)
+
+    cdef void setflags_ktable(self, KTable kt, int newf):
+        """pfr_setflags_ktable: a table with neither a rule, an anchor nor PERSIST keeping it is
+        not active; an inactive one has no user flags and no entries; one with none of the set
+        flags left is deleted (and its root loses a reference)."""
+        cdef KTable rt
+        key = table_key(kt.anchor, kt.name)
+        if self.ktables.get(key) is not kt:
+            return                      # already deleted by an earlier cascade
+        if not newf & (PFR_TFLAG_REFERENCED | PFR_TFLAG_REFDANCHOR | PFR_TFLAG_PERSIST):
+            newf &= ~PFR_TFLAG_ACTIVE
+        if not newf & PFR_TFLAG_ACTIVE:
+            newf &= ~PFR_TFLAG_USRMASK
+        if not newf & PFR_TFLAG_SETMASK:
+            del self.ktables[key]
+            rt = kt.root
+            if rt is not None:
+                rt.refcnt[PFR_REFCNT_ANCHOR] -= 1
+                if rt.refcnt[PFR_REFCNT_ANCHOR] == 0:
+                    self.setflags_ktable(rt, rt.flags & ~PFR_TFLAG_REFDANCHOR)
+            self.destroy_ktable(kt)
+            return
+        if not newf & PFR_TFLAG_ACTIVE and kt.cnt:
+            self.flush_entries(kt)
+        if not newf & PFR_TFLAG_INACTIVE and kt.shadow is not None:
+            self.destroy_ktable(kt.shadow)
+            kt.shadow = None
+        kt.flags = newf
+
+    cdef void clstats_ktable(self, KTable kt, long tzero, bint recurse):
+        cdef KEntry ke
+        if recurse:
+            for ke in kt.radix.entries.values():
+                ke.clear_stats(tzero)
+        memset(kt.packets, 0, sizeof(kt.packets))
+        memset(kt.nbytes, 0, sizeof(kt.nbytes))
+        kt.nmatch = kt.nnomatch = 0
+        kt.tzero = tzero
+
+    cdef void commit_ktable(self, KTable kt, long tzero):
+        """Make the inactive definition the table: merge its entries into an active table (kept
+        entries keep their counters), or hand them over to one that was not active."""
+        cdef KTable shadow = kt.shadow
+        cdef KEntry p, q
+        cdef int garbage = 0
+        if shadow.cnt == NO_ADDRESSES:
+            if not kt.flags & PFR_TFLAG_ACTIVE:
+                self.clstats_ktable(kt, tzero, True)
+        elif kt.flags & PFR_TFLAG_ACTIVE:
+            addq = []
+            changeq = []
+            kept = set()
+            for p in shadow.radix.entries.values():
+                q = kt.radix.exact(p.key)
+                if q is not None:
+                    if q.neg != p.neg:
+                        changeq.append(q)
+                    kept.add(p.key)
+                    garbage += 1
+                else:
+                    addq.append(p)
+            delq = [q for q in kt.radix.entries.values() if q.key not in kept]
+            shadow.radix = Radix()      # its entries now belong to kt or are freed below
+            self.nentries -= garbage
+            self.insert_entries(kt, addq, tzero)
+            self.remove_entries(kt, delq)
+            for q in changeq:
+                q.neg = not q.neg
+                q.clear_stats(tzero)
+        else:
+            kt.radix, shadow.radix = shadow.radix, kt.radix
+            kt.cnt, shadow.cnt = shadow.cnt, kt.cnt
+            self.clstats_ktable(kt, tzero, True)
+        nflags = ((shadow.flags & PFR_TFLAG_USRMASK) | (kt.flags & PFR_TFLAG_SETMASK)
+                  | PFR_TFLAG_ACTIVE) & ~PFR_TFLAG_INACTIVE
+        self.destroy_ktable(shadow)
+        kt.shadow = None
+        self.setflags_ktable(kt, nflags)
+
+    cdef KEntry new_entry(self, pfr_addr *ad, bytes key, unsigned int limit):
+        """A new entry, counted against the table-entries limit (ENOMEM past it)."""
+        cdef KEntry ke
+        if <unsigned long>self.nentries >= limit:
+            raise NoMemory("table-entries limit reached")
+        ke = KEntry.__new__(KEntry)
+        ke.key = key
+        ke.af = norm_af(ad.pfra_af)
+        ke.net = ad.pfra_net
+        ke.neg = ad.pfra_not
+        memcpy(ke.addr, addr_bytes(ad), 16)
+        self.nentries += 1
+        return ke
+
+    cdef void insert_entries(self, KTable kt, entries, long tzero):
+        cdef KEntry ke
+        cdef int n = 0
+        for ke in entries:
+            kt.radix.add(ke)
+            ke.tzero = tzero
+            n += 1
+        kt.cnt += n
+
+    cdef void remove_entries(self, KTable kt, list entries):
+        cdef KEntry ke
+        for ke in entries:
+            kt.radix.remove(ke)
+        kt.cnt -= len(entries)
+        self.nentries -= len(entries)
+
+    cdef void flush_entries(self, KTable kt):
+        self.nentries -= len(kt.radix.entries)
+        kt.cnt -= len(kt.radix.entries)
+        kt.radix = Radix()
+
+    cdef unsigned int entry_limit(self):
+        return self.core.get_limit(PF_LIMIT_TABLE_ENTRIES)
+
+    cdef list anchor_tables(self, str anchor, int with_flag):
+        return [kt for kt in self.sorted_tables() if kt.anchor == anchor and kt.flags & with_flag]
+
+    # -- table transactions (DIOCXBEGIN/XCOMMIT/XROLLBACK, rs_num PF_RULESET_TABLE) ------------
+
+    def ina_begin(self, str path):
+        """Open a table transaction on anchor `path` (created if needed): the inactive
+        definitions of an earlier one are dropped. Returns the new ticket."""
+        anchor = path.lstrip("/")
+        rs = self.core.rulesets.find_or_create(anchor)
+        if rs is None:
+            raise NoMemory("anchor path cannot hold a ruleset")
+        rs.tticket = (rs.tticket + 1) & 0xffffffff
+        rs.topen = True                 # set first: dropping tables must not drop the anchor
+        self.setflags_all([(kt, PFR_TFLAG_INACTIVE, 0)
+                           for kt in self.anchor_tables(anchor, PFR_TFLAG_INACTIVE)])
+        return rs.tticket
+
+    def ina_check(self, str path, uint32_t ticket):
+        """Whether `ticket` is the open table transaction of anchor `path`."""
+        rs = self.core.rulesets.find(path.lstrip("/"))
+        return rs is not None and bool(rs.topen) and rs.tticket == ticket
+
+    def ina_commit(self, str path, uint32_t ticket):
+        """Commit the inactive definitions of anchor `path`: EBUSY unless `ticket` is its open
+        transaction. Returns (tables added, tables changed)."""
+        cdef KTable kt
+        cdef long tzero = now()
+        cdef int xadd = 0, xchange = 0
+        anchor = path.lstrip("/")
+        if not self.ina_check(anchor, ticket):
+            raise Busy("no table transaction open with that ticket")
+        rs = self.core.rulesets.find(anchor)
+        work = self.anchor_tables(anchor, PFR_TFLAG_INACTIVE)
+        for kt in work:
+            if kt.flags & PFR_TFLAG_ACTIVE:
+                xchange += 1
+            else:
+                xadd += 1
+        for kt in reversed(work):
+            self.commit_ktable(kt, tzero)
+        rs.topen = False
+        self.core.rulesets.remove_if_empty(rs)
+        return xadd, xchange
+
+    def ina_rollback(self, str path, uint32_t ticket):
+        """Drop the inactive definitions of anchor `path`; a stale ticket or a transaction that
+        is not open is silently ignored. Returns how many were dropped."""
+        anchor = path.lstrip("/")
+        if not self.ina_check(anchor, ticket):
+            return 0
+        rs = self.core.rulesets.find(anchor)
+        work = [(kt, PFR_TFLAG_INACTIVE, 0)
+                for kt in self.anchor_tables(anchor, PFR_TFLAG_INACTIVE)]
+        self.setflags_all(work)
+        rs.topen = False
+        self.core.rulesets.remove_if_empty(rs)
+        return len(work)
+
+    # -- rules and the datapath --------------------------------------------------------------
+
+    def attach(self, str path, str name):
+        """pfr_attach_table: the table `name` a rule of anchor `path` refers to, created
+        (inactive, referenced) if missing. A table of an anchor also names the main ruleset's
+        table of the same name as its root: lookups fall back to it while the anchor's own table
+        is not active. Returns the handle (ENOMEM if the anchor path is unusable)."""
+        cdef pfr_table tbl
+        cdef KTable kt, rt
+        anchor = path.lstrip("/")
+        memset(&tbl, 0, sizeof(tbl))
+        put_cstr(tbl.pfrt_anchor, anchor, PF_MAXPATHLEN)
+        put_cstr(tbl.pfrt_name, name, PF_TABLE_NAME_SIZE)
+        kt = self.lookup(&tbl)
+        if kt is None:
+            kt = self.create_ktable(&tbl, now(), True)
+            if anchor:
+                memset(tbl.pfrt_anchor, 0, PF_MAXPATHLEN)
+                rt = self.lookup(&tbl)
+                if rt is None:
+                    try:
+                        rt = self.create_ktable(&tbl, 0, True)
+                    except BaseException:
+                        self.destroy_ktable(kt)
+                        raise
+                    self.insert_ktable(rt)
+                kt.root = rt
+            self.insert_ktable(kt)
+        kt.refcnt[PFR_REFCNT_RULE] += 1
+        if kt.refcnt[PFR_REFCNT_RULE] == 1:
+            self.setflags_ktable(kt, kt.flags | PFR_TFLAG_REFERENCED)
+        return kt
+
+    def detach(self, KTable kt):
+        """pfr_detach_table: a rule no longer refers to the table."""
+        if kt.refcnt[PFR_REFCNT_RULE] <= 0:
+            raise ValueError(f"{kt!r} is not attached")
+        kt.refcnt[PFR_REFCNT_RULE] -= 1
+        if kt.refcnt[PFR_REFCNT_RULE] == 0:
+            self.setflags_ktable(kt, kt.flags & ~PFR_TFLAG_REFERENCED)
+
+    def count(self, KTable kt):
+        """Entries of the table a rule sees (its root when it is not active), -1 if none is
+        active: what DIOCGETRULE reports in addr.p.tblcnt."""
+        kt = effective(kt)
+        return kt.cnt if kt is not None else -1
+
+    def lookup_entry(self, KTable kt, int af, addr):
+        """(table consulted, longest-prefix entry or None) for host address `addr` (the 16 bytes
+        of a pf_addr, network order), or (None, None) when no table is active: what the
+        datapath counts on (update_stats)."""
+        cdef const uint8_t *a
+        af = norm_af(af)
+        if len(addr) < addr_len(af):
+            raise ValueError("address shorter than its family's")
+        a = addr
+        kt = effective(kt)
+        if kt is None:
+            return None, None
+        return kt, kt.radix.longest(af, a)
+
+    def match(self, KTable kt, int af, addr):
+        """pfr_match_addr: whether host address `addr` is in the table (its longest match
+        exists and is not negated); counts match/nomatch on the table consulted."""
+        cdef KEntry ke
+        kt, ke = self.lookup_entry(kt, af, addr)
+        if kt is None:
+            return False
+        if ke is not None and not ke.neg:
+            kt.nmatch += 1
+            return True
+        kt.nnomatch += 1
+        return False
+
+    def update_stats(self, KTable kt, int af, addr, uint64_t length, int dir_out, int op_pass,
+                     bint notrule):
+        """pfr_update_stats: count a packet of `length` bytes that a rule matched (or, with
+        `notrule`, a rule negating the table matched) in direction dir_out (PFR_DIR_*) with
+        verdict op_pass (PFR_OP_BLOCK/PASS); a verdict the table disagrees with counts as
+        XPASS. Entries count too when the table has COUNTERS."""
+        cdef KEntry ke
+        if not (0 <= dir_out < PFR_DIR_MAX and 0 <= op_pass < PFR_OP_ADDR_MAX):
+            raise ValueError("direction or verdict out of range")
+        kt, ke = self.lookup_entry(kt, af, addr)
+        if kt is None:
+            return
+        if (ke is None or ke.neg) != notrule:
+            op_pass = PFR_OP_XPASS
+        kt.packets[dir_out][op_pass] += 1
+        kt.nbytes[dir_out][op_pass] += length
+        if ke is not None and op_pass != PFR_OP_XPASS and kt.flags & PFR_TFLAG_COUNTERS:
+            ke.packets[dir_out][op_pass] += 1
+            ke.nbytes[dir_out][op_pass] += length
+
+
+cdef inline KTable effective(KTable kt):
+    """The table a rule's lookups use: its own if active, else its root's if that is active."""
+    if not kt.flags & PFR_TFLAG_ACTIVE and kt.root is not None:
+        kt = kt.root
+    return kt if kt.flags & PFR_TFLAG_ACTIVE else None
+
+
+cdef void fill_table(pfr_table *out, KTable kt):
+    memset(out, 0, sizeof(pfr_table))
+    put_cstr(out.pfrt_anchor, kt.anchor, PF_MAXPATHLEN)
+    put_cstr(out.pfrt_name, kt.name, PF_TABLE_NAME_SIZE)
+    out.pfrt_flags = kt.flags
+    out.pfrt_fback = kt.fback
