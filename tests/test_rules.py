@@ -21,7 +21,7 @@ from pfkern.client import (AF_INET, AF_INET6, DIOCADDADDR, DIOCADDRULE, DIOCBEGI
                            PF_NORDR, PF_NOSCRUB, PF_OUT, PF_PASS, PF_RDR, PF_ROUTETO,
                            PF_RULESET_ALTQ, PF_RULESET_BINAT, PF_RULESET_FILTER, PF_RULESET_NAT,
                            PF_RULESET_RDR, PF_RULESET_SCRUB, PF_RULESET_TABLE, PF_SCRUB,
-                           PF_SYNPROXY_DROP, PFR_TFLAG_PERSIST, PFSTATE_SETPRIO, PfDevice,
+                           PF_SYNPROXY_DROP, PFR_TFLAG_ACTIVE, PFR_TFLAG_PERSIST, PFSTATE_SETPRIO, PfDevice,
                            pf_rule, pfioc_pooladdr, pfioc_rule, pfioc_ruleset, pfioc_table,
                            pfioc_trans, pfr_tstats)
 from rules_util import (IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TRANS_ESIZE,
@@ -64,18 +64,6 @@ def snapshot(dev):
             out[(path, action)] = [(pr.to_bytes(), [p.to_bytes() for p in pool])
                                    for pr, pool in read_ruleset(dev, path, action)]
     return out
-
-
-@pytest.fixture
-def tables_ready(dev):
-    """The tables developer's side (DIOCRINADEFINE, transaction elements of kind TABLE, rule
-    addresses naming tables) is in; the parts that need it skip visibly until then."""
-    try:
-        elements = xbegin(dev, [(PF_RULESET_TABLE, "probe_tables")])
-    except OSError as exc:
-        pytest.skip(f"pf_table's ina_begin/attach not in yet (XBEGIN of a TABLE element: "
-                    f"{errno.errorcode.get(exc.errno, exc.errno)})")
-    xrollback(dev, elements)
 
 
 def filter_ticket(elements, anchor=""):
@@ -803,9 +791,7 @@ def _inline(anchor, name):
 
 
 @pytest.mark.parametrize("with_tables", [False, True], ids=["rules", "rules+tables"])
-def test_pfctl_load_and_show(dev, with_tables, request):
-    if with_tables:
-        request.getfixturevalue("tables_ready")
+def test_pfctl_load_and_show(dev, with_tables):
     main, files, tables = pfctl_config(with_tables)
     loader = PfctlLoad(dev, tables=tables, options=OPTIONS, files=files)
     loader.run(main)
@@ -839,6 +825,16 @@ def test_pfctl_load_and_show(dev, with_tables, request):
             rules = [pr.rule for pr, _ in read_ruleset(dev, path, action)]
             assert [[s.nr for s in r.skip] for r in rules] == expected_skips(rules)
     if with_tables:
+        # pfctl -s Tables -a '*' (-vv: tstats) and -T show: the tables defined in the
+        # transaction, active, with their addresses and the rules that reference them
+        from tables_util import TableClient, snapshot
+        tables_now = snapshot(TableClient(dev))
+        for anchor, name, flags, addrs in tables:
+            tflags, count, _, shown = tables_now[(anchor, name)]
+            assert tflags & PFR_TFLAG_ACTIVE
+            assert (tflags & PFR_TFLAG_PERSIST) == (flags & PFR_TFLAG_PERSIST), name
+            hosts = [a[:-3] if a.endswith("/32") else a for a in addrs]   # pfctl shows hosts bare
+            assert count == len(addrs) and sorted(shown) == sorted(hosts), (name, shown)
         table_rules = [pr for pr, _ in read_ruleset(dev, "", PF_PASS)
                        if pr.rule.src.addr.type == PF_ADDR_TABLE]
         assert [pr.rule.src.addr.p.tblcnt for pr in table_rules] == [2]   # <goodguys>: 2 entries
