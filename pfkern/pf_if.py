@@ -79,6 +79,7 @@ class Interfaces:
     def __init__(self, ipr_factory=IPRoute):
         self._lock = threading.Lock()
         self._kifs = {}                 # name -> Kif, interfaces and groups
+        self._adopted = {}              # name -> Kif the datapath owns (see adopt)
         self._ipr = ipr_factory()
         self._events = ipr_factory()
         self._events.bind(groups=RTMGRP_LINK)
@@ -116,11 +117,13 @@ class Interfaces:
             if name:
                 links[name] = msg["index"]
         with self._lock:
+            for name, kif in self._adopted.items():
+                links.setdefault(name, kif.ifindex or 1)
             old = self._kifs
             kifs = {}
 
             def kif_named(name, ifindex):
-                kif = old.get(name) or Kif(name, ifindex)
+                kif = self._adopted.get(name) or old.get(name) or Kif(name, ifindex)
                 kif.ifindex = ifindex
                 kifs[name] = kif
                 return kif
@@ -148,6 +151,18 @@ class Interfaces:
     def sync(self):
         if self._pending_events():
             self._refresh()
+
+    def adopt(self, kif):
+        """Keep `kif` (e.g. one whose counters are the datapath's) in the table under its name,
+        whether or not this namespace's rtnetlink lists the link: a TAP whose kernel side was
+        moved into another namespace is still pf's interface. Flags and tzero of a kif already
+        there carry over."""
+        with self._lock:
+            cur = self._kifs.get(kif.name)
+            if cur is not None and not cur.is_group:
+                kif.flags, kif.tzero = cur.flags, cur.tzero
+            self._adopted[kif.name] = kif
+        self._refresh()
 
     # -- lookups -------------------------------------------------------------------------------
     def get(self, name):

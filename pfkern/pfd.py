@@ -26,6 +26,8 @@ def parse_args(argv):
     p.add_argument("--group", default=None, help="group owning the device node")
     p.add_argument("--demo", action="store_true",
                    help="once serving, run the demo client against the device and keep serving")
+    from pfkern import pf_config
+    pf_config.add_arguments(p)
     args = p.parse_args(argv)
     try:
         args.perm = int(args.perm, 8)
@@ -55,7 +57,13 @@ def main(argv=None):
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
     from cuse.front import DeviceBusy, serve
 
+    from pfkern import pf_config
     dispatcher = build_dispatcher()
+    try:
+        datapath = pf_config.start_datapath(args, dispatcher.core)
+    except (pf_config.ConfigError, OSError) as exc:
+        log.error("datapath: %s", exc)
+        return 1
     demo = []
 
     def ready():
@@ -77,6 +85,8 @@ def main(argv=None):
             if proc.poll() is None:
                 proc.terminate()
             proc.wait()
+        if datapath is not None:
+            datapath.stop()
     log.info("stopped")
     return 0
 

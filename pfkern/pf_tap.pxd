@@ -1,0 +1,158 @@
+# The datapath's C view (DESIGN.md §4): TAP interfaces, the router, and the hook where pf_test
+# goes. Everything here runs without the GIL on C structs; `from pfkern.pf_tap cimport *`.
+#
+# Per-packet flow (tap_run, one thread):
+#   read frame -> Ethernet -> ARP | IPv4 | IPv6 -> validate header -> fill tap_pkt
+#   -> tap_pf_hook(PF_IN, rcvif) -> local (echo, NDP, errors) | forward (TTL/hop limit,
+#   longest-prefix route) -> tap_pf_hook(PF_OUT, oif) -> MTU -> neighbour -> write.
+# Locally generated IP packets (ICMP errors, echo replies, NS/NA) pass tap_pf_hook(PF_OUT) too.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef enum:
+    TAP_MAXIF = 16
+    TAP_MAXADDR = 8
+    TAP_MAXROUTE = 256
+    TAP_NBR_SIZE = 1024         # neighbour cache slots (power of two)
+    TAP_PEND_SLOTS = 128        # frames waiting for a neighbour, shared by all
+    TAP_PEND_PER_NBR = 16       # FreeBSD's arp_maxhold
+    TAP_PEND_FRAME = 9216 + 14
+    TAP_FRAME_MAX = 65536 + 14
+    TAP_BATCH = 64              # frames read from one fd before looking at the others
+
+# Per-interface engine statistics (index into tap_if.stats); names in pf_tap.STAT_NAMES.
+cdef enum:
+    ST_RX_FRAMES
+    ST_RX_BYTES
+    ST_TX_FRAMES
+    ST_TX_BYTES
+    ST_TX_ERRORS
+    ST_DROP_SHORT        # frame shorter than its Ethernet / ARP / IP header
+    ST_DROP_NOTUS        # unicast to another MAC
+    ST_DROP_ETHERTYPE    # neither ARP, IPv4 nor IPv6
+    ST_DROP_BADHDR       # IP version, header length, multicast source
+    ST_DROP_BADSUM       # IPv4 header checksum
+    ST_DROP_BADLEN       # IP length beyond the frame / shorter than the header
+    ST_DROP_PF           # tap_pf_hook said PF_DROP
+    ST_DROP_NOROUTE
+    ST_DROP_TTL
+    ST_DROP_MTU          # too big, DF (ICMP sent) or fragmentation needed (not done)
+    ST_DROP_NONBR        # neighbour unresolved: queue full or resolution failed
+    ST_DROP_LOCAL        # to us but nothing to answer (TCP, multicast, fragments, ...)
+    ST_FORWARDED
+    ST_LOCAL_IN
+    ST_ICMP_OUT          # ICMP/ICMPv6 errors and echo replies we sent
+    ST_ARP_RX
+    ST_ARP_TX
+    ST_ND_RX
+    ST_ND_TX
+    ST_NSTATS
+
+# pf's per-interface counters, flattened as pf_if.Kif expects: [af inet/inet6][dir in/out]
+# [pass/block] -> af * 4 + dir * 2 + action.
+ctypedef struct tap_counters:
+    uint64_t packets[8]
+    uint64_t bytes[8]
+
+ctypedef struct tap_if:
+    int fd
+    int index                   # position in tap_engine.ifs
+    int ifindex                 # host ifindex when attached
+    uint32_t mtu
+    char name[16]               # zero-padded, as pf keys interfaces
+    uint8_t mac[6]
+    int n4
+    int n6                      # a6[0] is the link-local address derived from mac
+    uint8_t a4[TAP_MAXADDR][4]
+    uint8_t p4[TAP_MAXADDR]
+    uint8_t a6[TAP_MAXADDR][16]
+    uint8_t p6[TAP_MAXADDR]
+    tap_counters pf
+    uint64_t stats[ST_NSTATS]
+
+# The packet descriptor handed to pf_test: headers located once, pointers into the frame, so
+# pf_test reads L3/L4 without re-parsing (FreeBSD's struct pf_pdesc plays this role).
+ctypedef struct tap_pkt:
+    uint8_t *l3                 # IP header (the Ethernet header is the 14 bytes before it)
+    uint8_t *l4                 # transport header; NULL for a non-first fragment
+    uint32_t len                # IP total length (pf's pd->tot_len); bytes from l3 on
+    uint32_t l4off              # l4 - l3: IPv4 header length / IPv6 header + extensions
+    uint8_t af                  # AF_INET or AF_INET6 (Linux values)
+    uint8_t proto               # final protocol after IPv6 extension headers
+    uint8_t ttl                 # TTL / hop limit as received
+    uint8_t frag                # 0 none, 1 first fragment, 2 later fragment
+    uint8_t l4ok                # the minimal header of proto is present from l4 on
+    uint8_t tcp_flags
+    uint8_t icmp_type
+    uint8_t icmp_code
+    uint16_t sport              # network order; ICMP/ICMPv6 echo: the identifier
+    uint16_t dport              # network order; ICMP/ICMPv6 echo: the identifier
+    uint8_t *src                # address bytes inside l3 (4 or 16): castable to pf_addr *
+    uint8_t *dst
+    tap_if *rcvif               # input interface; NULL for packets the router generated
+
+# pf_test's slot: called on input (PF_IN, rcvif) and output (PF_OUT, oif) of every IP packet;
+# returns PF_PASS or PF_DROP. May rewrite the packet in place (NAT) keeping its length. The
+# engine counts the interface counters itself from the return value (af/dir/pass-block, len).
+ctypedef int (*tap_pf_test_t)(void *ctx, int dir, tap_if *ifp, tap_pkt *pkt) noexcept nogil
+
+ctypedef struct tap_nbr:
+    uint8_t used
+    uint8_t af
+    uint8_t state
+    uint8_t probes
+    int ifidx
+    uint8_t addr[16]
+    uint8_t mac[6]
+    uint64_t expire_ms
+    uint64_t next_probe_ms
+    int qhead                   # pending slots, -1 = none
+    int qlen
+
+ctypedef struct tap_pend:
+    int next
+    int rcvif                   # input interface index, -1 when generated here
+    uint32_t len                # frame length (Ethernet header included)
+    uint8_t af
+    uint8_t data[TAP_PEND_FRAME]
+
+ctypedef struct tap_route:
+    uint8_t af
+    uint8_t plen
+    uint8_t has_gw
+    int ifidx
+    uint8_t dst[16]
+    uint8_t gw[16]
+
+ctypedef struct tap_engine:
+    int nif
+    tap_if ifs[TAP_MAXIF]
+    int nroute4
+    int nroute6
+    tap_route routes4[TAP_MAXROUTE]     # longest prefix first
+    tap_route routes6[TAP_MAXROUTE]
+    tap_nbr nbr[TAP_NBR_SIZE]
+    tap_pend pend[TAP_PEND_SLOTS]
+    int pfree
+    int wakefd
+    volatile int stop
+    uint64_t now_ms
+    uint64_t next_timer_ms
+    uint32_t nbr_reachable_ms
+    uint32_t nbr_probe_ms
+    uint32_t nbr_max_probes
+    uint16_t ip_id
+    tap_pf_test_t pf_test
+    void *pf_ctx
+    uint8_t rxbuf[TAP_FRAME_MAX + 64]
+    uint8_t txbuf[TAP_FRAME_MAX + 64]
+
+# The hook: pf_test (or PF_PASS when none is installed), then the kif counters.
+cdef int tap_pf_hook(tap_engine *e, int dir, tap_if *ifp, tap_pkt *p) noexcept nogil
+# The forwarding loop; returns when e.stop is set (Datapath.stop writes e.wakefd).
+cdef void tap_run(tap_engine *e) noexcept nogil
+
+
+cdef class Datapath:
+    cdef tap_engine *e
+    cdef object thread
+    cdef readonly bint running
