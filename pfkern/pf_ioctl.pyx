@@ -339,6 +339,14 @@ COMMANDS = (
     ("DIOCGETSTATUS_OBSD37", DIOCGETSTATUS_OBSD37, ACC_RO),     # OpenBSD 3.7 / FreeBSD 6, 400 B
     ("DIOCGETSTATUS_NBSD", DIOCGETSTATUS_NBSD, ACC_RO),         # NetBSD (OpenBSD 4.2 base), 424 B
     ("DIOCGIFSPEED_FBSD6", DIOCGIFSPEED_FBSD6, ACC_RO),         # FreeBSD 6
+    # OpenBSD 3.7 (376 B, by index) and NetBSD (16 B, a pointer) state commands; the 136-byte
+    # kill/clear forms have the same values in both
+    ("DIOCGETSTATE_OBSD37", DIOCGETSTATE_OBSD37, ACC_RO),
+    ("DIOCADDSTATE_OBSD37", DIOCADDSTATE_OBSD37, ACC_RW),
+    ("DIOCKILLSTATES_OBSD37", DIOCKILLSTATES_OBSD37, ACC_RW),
+    ("DIOCCLRSTATES_OBSD37", DIOCCLRSTATES_OBSD37, ACC_RW),
+    ("DIOCGETSTATE_NBSD", DIOCGETSTATE_NBSD, ACC_RO),
+    ("DIOCADDSTATE_NBSD", DIOCADDSTATE_NBSD, ACC_RW),
 )
 
 # Handlers of this module: (handler, embedded-region function or None).

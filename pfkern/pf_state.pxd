@@ -4,8 +4,107 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from pfkern.pfvar cimport pf_addr
 from pfkern.pfvar_priv cimport (pf_state_table, pf_state_key_cmp, pf_kstate, pf_ksrc_node,
-                                pf_kstate_kill, pfsync_state, pf_src_node, pf_rule_addr)
+                                pf_kstate_kill, pfsync_state, pf_src_node, pf_rule_addr,
+                                pfsync_state_peer, pf_rule_ptr)
 from pfkern.pf cimport PfCore
+
+
+# The older generations' state structs of net/pfvar.h (pf-abi.md §3.2, §3.3): only the members
+# the state code touches.
+cdef extern from "net/pfvar.h" nogil:
+    struct pf_state_host:
+        pf_addr addr
+        uint16_t port
+
+    struct pf_state_peer_obsd37:
+        uint32_t seqlo
+        uint32_t seqhi
+        uint32_t seqdiff
+        uint16_t max_win
+        uint8_t state
+        uint8_t wscale
+        uint16_t mss
+        void *scrub
+
+    union pf_state_obsd37_u:
+        char ifname[16]
+
+    # OpenBSD 3.7's kernel pf_state as DIOCGETSTATE/DIOCADDSTATE carry it (368 bytes)
+    struct pf_state_obsd37:
+        uint64_t id
+        pf_state_obsd37_u u
+        pf_state_host lan
+        pf_state_host gwy
+        pf_state_host ext
+        pf_state_peer_obsd37 src
+        pf_state_peer_obsd37 dst
+        pf_rule_ptr rule
+        pf_rule_ptr anchor
+        pf_rule_ptr nat_rule
+        pf_addr rt_addr
+        void *rt_kif
+        void *src_node
+        void *nat_src_node
+        uint32_t creation
+        uint32_t expire
+        uint32_t pfsync_time
+        uint32_t packets[2]
+        uint32_t bytes[2]
+        uint32_t creatorid
+        uint16_t tag
+        uint8_t af
+        uint8_t proto
+        uint8_t direction
+        uint8_t log
+        uint8_t allow_opts
+        uint8_t timeout
+        uint8_t sync_flags
+
+    struct pfioc_state_obsd37:
+        uint32_t nr
+        pf_state_obsd37 state
+
+    struct pfioc_state_kill_obsd37:
+        uint8_t psk_af
+        int psk_proto
+        pf_rule_addr psk_src
+        pf_rule_addr psk_dst
+        char psk_ifname[16]
+
+    struct pfsync_state_host_nbsd:
+        pf_addr addr
+        uint16_t port
+
+    # NetBSD's exported state (240 bytes, packed; OpenBSD 4.2's pfsync_state)
+    struct pfsync_state_nbsd:
+        uint32_t id[2]
+        char ifname[16]
+        pfsync_state_host_nbsd lan
+        pfsync_state_host_nbsd gwy
+        pfsync_state_host_nbsd ext
+        pfsync_state_peer src
+        pfsync_state_peer dst
+        pf_addr rt_addr
+        uint32_t rule
+        uint32_t anchor
+        uint32_t nat_rule
+        uint32_t creation
+        uint32_t expire
+        uint32_t packets[2][2]
+        uint32_t bytes[2][2]
+        uint32_t creatorid
+        uint8_t af
+        uint8_t proto
+        uint8_t direction
+        uint8_t log
+        uint8_t allow_opts
+        uint8_t timeout
+        uint8_t sync_flags
+        uint8_t updates
+
+    struct pfioc_state_nbsd:
+        uint32_t nr
+        pfsync_state_nbsd *state
 
 # Uptime in seconds (FreeBSD time_uptime): creation/expire stamps are of this clock.
 cdef uint32_t pf_uptime() noexcept nogil
@@ -46,6 +145,21 @@ cdef void pfsync_state_export(const pf_state_table *t, pfsync_state *sp, const p
                               uint32_t now) noexcept nogil
 cdef bint pf_state_kill_match(const pf_kstate *st, const pf_kstate_kill *k) noexcept nogil
 
+# The older generations (pf-abi.md §3.2, §3.3). They describe a state by lan (the inside host:
+# stack key [1]), gwy (its translated address: wire key [1]) and ext (the peer: wire key [0]).
+# OpenBSD 3.7's raw kernel pf_state: host-order numbers, `creation` as wall-clock seconds
+# (`wall`, the kernel's time_second), expire as seconds left, u.ifname the state's interface.
+cdef void pf_state_export_obsd37(const pf_state_table *t, pf_state_obsd37 *sp, const pf_kstate *st,
+                                 uint32_t now, uint32_t wall) noexcept nogil
+# NetBSD's pfsync_state as its ioctls export it: host-order numbers, creation as age.
+cdef void pfsync_state_export_nbsd(const pf_state_table *t, pfsync_state_nbsd *sp,
+                                   const pf_kstate *st, uint32_t now) noexcept nogil
+# OpenBSD 3.7's DIOCKILLSTATES criteria: src on lan, dst on ext, whatever the direction (no label).
+cdef bint pf_state_kill_match_obsd37(const pf_kstate *st, const pf_kstate_kill *k) noexcept nogil
+# The nr-th state (from 0) in the id tree's order (id, then creatorid, compared as the raw stored
+# numbers); NULL past the end, or with *err = ENOMEM when no scratch memory could be had.
+cdef pf_kstate *pf_state_nth(pf_state_table *t, size_t nr, int *err) noexcept nogil
+
 # Source nodes (source tracking): find by (af, addr, rule); alloc (NULL at PF_LIMIT_SRC_NODES)
 # then link; unlink frees a node no state points to any more (states == 0, or detached).
 cdef pf_ksrc_node *pf_find_src_node(pf_state_table *t, uint8_t af, const pf_addr *addr,
@@ -77,3 +191,10 @@ cdef class StateTable:
     cdef size_t src_node_count(self)
     cdef unsigned int clear_src_nodes(self)
     cdef unsigned int kill_src_nodes(self, const pf_rule_addr *src, const pf_rule_addr *dst)
+    # The older generations (pf-abi.md §3.2, §3.3): DIOCGETSTATE by index nr (False past the end),
+    # DIOCADDSTATE (raises pfkern.errors exceptions), DIOCKILLSTATES' 136-byte form.
+    cdef bint get_state_nth_obsd37(self, uint32_t nr, pf_state_obsd37 *out) except -1
+    cdef bint get_state_nth_nbsd(self, uint32_t nr, pfsync_state_nbsd *out) except -1
+    cdef int import_state_obsd37(self, const pf_state_obsd37 *sp) except -1
+    cdef int import_state_nbsd(self, const pfsync_state_nbsd *sp) except -1
+    cdef unsigned int kill_states_obsd37(self, const pf_kstate_kill *k)

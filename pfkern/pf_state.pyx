@@ -12,13 +12,13 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from libc.errno cimport EEXIST, ENOMEM
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy, memcmp, strncpy, strncmp
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 from pfkern.pfvar cimport pf_addr, PF_IN, PF_OUT, PFTM_MAX, PF_LIMIT_STATES, PF_LIMIT_SRC_NODES
 from pfkern.pfvar_priv cimport *
 from pfkern.pf cimport PfCore
 
-from pfkern.errors import Exists, Invalid, NoMemory
+from pfkern.errors import Exists, Invalid, NoMemory, NotFound
 
 cdef extern from "<stddef.h>":
     # offsets inside the packed pfsync_state, for copies that must not take packed addresses
@@ -26,11 +26,26 @@ cdef extern from "<stddef.h>":
         KEYS_OFF "offsetof(struct pfsync_state, key)"
         PACKETS_OFF "offsetof(struct pfsync_state, packets)"
         BYTES_OFF "offsetof(struct pfsync_state, bytes)"
+        NBSD_ID_OFF "offsetof(struct pfsync_state_nbsd, id)"
+        NBSD_LAN_OFF "offsetof(struct pfsync_state_nbsd, lan)"
+        NBSD_GWY_OFF "offsetof(struct pfsync_state_nbsd, gwy)"
+        NBSD_EXT_OFF "offsetof(struct pfsync_state_nbsd, ext)"
+        NBSD_RT_ADDR_OFF "offsetof(struct pfsync_state_nbsd, rt_addr)"
+        NBSD_PACKETS_OFF "offsetof(struct pfsync_state_nbsd, packets)"
+        NBSD_BYTES_OFF "offsetof(struct pfsync_state_nbsd, bytes)"
+
+cdef extern from "net/pfvar.h" nogil:
+    enum:
+        PFSTATE_ALLOWOPTS
 
 cdef enum:
     DEF_BUCKETS = 1024      # initial hash buckets; each hash doubles past one item per bucket
     POOL_CHUNK = 256        # items per malloc'd chunk
     PF_SIZEOF_PFSYNC = 242
+    PF_SIZEOF_STATE_OBSD37 = 368
+    PF_SIZEOF_PFSYNC_NBSD = 240
+    AF_INET6_OBSD = 24          # OpenBSD's and NetBSD's AF_INET6, accepted from their structs
+    PFSTATE_NOSYNC_OBSD37 = 0x01    # OpenBSD 3.7 pf_state.sync_flags
     IPPROTO_TCP_ = 6
 
 cdef char FLOATING_NAME[16]
@@ -557,6 +572,227 @@ cdef bint pf_state_kill_match(const pf_kstate *st, const pf_kstate_kill *k) noex
             (not k.ifname[0] or strncmp(k.ifname, _kif_name(st), PF_IFNAMSIZ_) == 0))
 
 
+# --- the older generations' state forms (pf-abi.md §3.2, §3.3) ------------------------------
+#
+# OpenBSD 3.7 and NetBSD describe a state by three hosts: lan (the inside host), gwy (the address
+# it is translated to; lan when untranslated) and ext (the peer). In FreeBSD 12's terms, whatever
+# the direction: ext is wire key [0], gwy wire key [1], lan stack key [1] (stack key [0] is ext
+# again: those generations could not translate the peer).
+
+# Non-zero stand-ins for kernel pointers an old client may test as booleans (pfctl 3.x prints
+# "source-track"/"sticky-address" when src_node/nat_src_node are set). Never dereferenced.
+cdef size_t PTR_TOKEN_SRC_NODE = 0xfffff80200000000
+cdef size_t PTR_TOKEN_NAT_SRC_NODE = 0xfffff80200001000
+cdef size_t PTR_TOKEN_SCRUB = 0xfffff80200002000
+
+
+cdef uint32_t pf_wallclock() noexcept nogil:
+    """Wall-clock seconds: time_second of FreeBSD 6 / OpenBSD 3.7."""
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <uint32_t>ts.tv_sec
+
+
+cdef inline uint32_t _expire_left(const pf_state_table *t, const pf_kstate *st, uint32_t now) noexcept nogil:
+    cdef uint32_t expires = pf_state_expires(t, st, now)
+    return 0 if <int32_t>(expires - now) <= 0 else expires - now
+
+
+cdef inline void _peer_obsd37(const pf_kstate_peer *s, pf_state_peer_obsd37 *d) noexcept nogil:
+    """The kernel's own peer: host order, scrub a (token) pointer."""
+    d.seqlo = s.seqlo
+    d.seqhi = s.seqhi
+    d.seqdiff = s.seqdiff
+    d.max_win = s.max_win
+    d.state = s.state
+    d.wscale = s.wscale
+    d.mss = s.mss
+    d.scrub = <void *>PTR_TOKEN_SCRUB if s.scrub else NULL
+
+
+cdef inline void _host_obsd37(pf_state_host *h, const pf_state_key_cmp *k, int i) noexcept nogil:
+    memcpy(&h.addr, &k.addr[i], sizeof(pf_addr))
+    h.port = k.port[i]
+
+
+cdef void pf_state_export_obsd37(const pf_state_table *t, pf_state_obsd37 *sp, const pf_kstate *st,
+                                 uint32_t now, uint32_t wall) noexcept nogil:
+    cdef const pf_state_key_cmp *wire = &st.key[PF_SK_WIRE].k
+    cdef const pf_state_key_cmp *stack = &st.key[PF_SK_STACK].k
+    cdef int i
+    memset(sp, 0, PF_SIZEOF_STATE_OBSD37)
+    sp.id = st.id
+    # The kernel's links and kif pointer are not exported; the union's other face, the name
+    # (what DIOCGETSTATES put there), is.
+    memcpy(sp.u.ifname, _kif_name(st), PF_IFNAMSIZ_)
+    _host_obsd37(&sp.lan, stack, 1)
+    _host_obsd37(&sp.gwy, wire, 1)
+    _host_obsd37(&sp.ext, wire, 0)
+    _peer_obsd37(&st.src, &sp.src)
+    _peer_obsd37(&st.dst, &sp.dst)
+    sp.rule.nr = st.rule
+    sp.anchor.nr = st.anchor
+    sp.nat_rule.nr = st.nat_rule
+    memcpy(&sp.rt_addr, &st.rt_addr, sizeof(pf_addr))
+    if st.src_node != NULL:
+        sp.src_node = <void *>PTR_TOKEN_SRC_NODE
+    if st.nat_src_node != NULL:
+        sp.nat_src_node = <void *>PTR_TOKEN_NAT_SRC_NODE
+    sp.creation = wall - (now - st.creation)        # DIOCGETSTATE left it absolute
+    sp.expire = _expire_left(t, st, now)
+    for i in range(2):
+        sp.packets[i] = <uint32_t>st.packets[i]     # the 3.7 kernel counted in 32 bits
+        sp.bytes[i] = <uint32_t>st.bytes[i]
+    sp.creatorid = st.creatorid
+    sp.af = wire.af
+    sp.proto = wire.proto
+    sp.direction = st.direction
+    sp.log = st.log
+    sp.allow_opts = 1 if st.state_flags & PFSTATE_ALLOWOPTS else 0
+    sp.timeout = st.timeout
+    if st.state_flags & PFSTATE_NOSYNC:
+        sp.sync_flags = PFSTATE_NOSYNC_OBSD37
+
+
+cdef inline void _peer_nbsd(const pf_kstate_peer *s, pfsync_state_peer *d) noexcept nogil:
+    """OpenBSD 4.2's pf_state_peer_to_pfsync as the ioctls use it: no byte swapping."""
+    d.seqlo = s.seqlo
+    d.seqhi = s.seqhi
+    d.seqdiff = s.seqdiff
+    d.max_win = s.max_win
+    d.mss = s.mss
+    d.state = s.state
+    d.wscale = s.wscale
+    if s.scrub:
+        d.scrub.pfss_flags = s.pfss_flags & PFSS_TIMESTAMP
+        d.scrub.pfss_ttl = s.pfss_ttl
+        d.scrub.pfss_ts_mod = s.pfss_ts_mod
+        d.scrub.scrub_flag = PFSYNC_SCRUB_FLAG_VALID
+
+
+cdef inline void _host_nbsd(char *p, const pf_state_key_cmp *k, int i) noexcept nogil:
+    memcpy(p, &k.addr[i], sizeof(pf_addr))
+    memcpy(p + sizeof(pf_addr), &k.port[i], 2)
+
+
+cdef void pfsync_state_export_nbsd(const pf_state_table *t, pfsync_state_nbsd *sp,
+                                   const pf_kstate *st, uint32_t now) noexcept nogil:
+    cdef const pf_state_key_cmp *wire = &st.key[PF_SK_WIRE].k
+    cdef const pf_state_key_cmp *stack = &st.key[PF_SK_STACK].k
+    cdef char *p = <char *>sp
+    cdef uint32_t c[2][2]
+    cdef int i
+    memset(sp, 0, PF_SIZEOF_PFSYNC_NBSD)
+    memcpy(p + NBSD_ID_OFF, &st.id, 8)
+    memcpy(sp.ifname, _kif_name(st), PF_IFNAMSIZ_)
+    _host_nbsd(p + NBSD_LAN_OFF, stack, 1)
+    _host_nbsd(p + NBSD_GWY_OFF, wire, 1)
+    _host_nbsd(p + NBSD_EXT_OFF, wire, 0)
+    _peer_nbsd(&st.src, &sp.src)
+    _peer_nbsd(&st.dst, &sp.dst)
+    memcpy(p + NBSD_RT_ADDR_OFF, &st.rt_addr, sizeof(pf_addr))
+    sp.rule = st.rule
+    sp.anchor = st.anchor
+    sp.nat_rule = st.nat_rule
+    sp.creation = now - st.creation
+    sp.expire = _expire_left(t, st, now)
+    for i in range(2):                              # {high, low} words, host order
+        c[i][0] = <uint32_t>(st.packets[i] >> 32)
+        c[i][1] = <uint32_t>st.packets[i]
+    memcpy(p + NBSD_PACKETS_OFF, c, sizeof(c))
+    for i in range(2):
+        c[i][0] = <uint32_t>(st.bytes[i] >> 32)
+        c[i][1] = <uint32_t>st.bytes[i]
+    memcpy(p + NBSD_BYTES_OFF, c, sizeof(c))
+    sp.creatorid = st.creatorid
+    sp.af = wire.af
+    sp.proto = wire.proto
+    sp.direction = st.direction
+    sp.log = st.log
+    sp.allow_opts = 1 if st.state_flags & PFSTATE_ALLOWOPTS else 0
+    sp.timeout = st.timeout
+    if st.src_node != NULL:
+        sp.sync_flags |= PFSYNC_FLAG_SRCNODE
+    if st.nat_src_node != NULL:
+        sp.sync_flags |= PFSYNC_FLAG_NATSRCNODE
+
+
+cdef bint pf_state_kill_match_obsd37(const pf_kstate *st, const pf_kstate_kill *k) noexcept nogil:
+    cdef const pf_state_key_cmp *wire = &st.key[PF_SK_WIRE].k
+    cdef const pf_state_key_cmp *stack = &st.key[PF_SK_STACK].k
+    return ((not k.af or wire.af == k.af) and
+            (not k.proto or k.proto == wire.proto) and
+            pf_match_addr(k.src.neg, &k.src.addr.v.a.addr, &k.src.addr.v.a.mask, &stack.addr[1], wire.af) and
+            pf_match_addr(k.dst.neg, &k.dst.addr.v.a.addr, &k.dst.addr.v.a.mask, &wire.addr[0], wire.af) and
+            (k.src.port_op == 0 or pf_match_port(k.src.port_op, k.src.port[0], k.src.port[1], stack.port[1])) and
+            (k.dst.port_op == 0 or pf_match_port(k.dst.port_op, k.dst.port[0], k.dst.port[1], wire.port[0])) and
+            (not k.ifname[0] or strncmp(k.ifname, _kif_name(st), PF_IFNAMSIZ_) == 0))
+
+
+ctypedef struct _idref:
+    uint64_t id
+    uint32_t creatorid
+    pf_kstate *st
+
+
+cdef inline bint _id_less(const _idref *a, const _idref *b) noexcept nogil:
+    return a.id < b.id or (a.id == b.id and a.creatorid < b.creatorid)
+
+
+cdef inline void _idref_swap(_idref *a, _idref *b) noexcept nogil:
+    cdef _idref x = a[0]
+    a[0] = b[0]
+    b[0] = x
+
+
+cdef pf_kstate *pf_state_nth(pf_state_table *t, size_t nr, int *err) noexcept nogil:
+    """Quickselect with random pivots over (id, creatorid), unique per state: O(states) a call,
+    as the 3.7 kernel's walk of its id tree was; ids are the clients' to choose, hence the
+    random pivots."""
+    cdef size_t n = t.nstates, i = 0, lo, hi, store
+    cdef _idref *a
+    cdef _idref pivot
+    cdef pf_kstate *st
+    cdef uint64_t rng = t.seed ^ (n * <uint64_t>0x9e3779b97f4a7c15) ^ nr
+    err[0] = 0
+    if nr >= n:
+        return NULL
+    a = <_idref *>malloc(n * sizeof(_idref))
+    if a == NULL:
+        err[0] = ENOMEM
+        return NULL
+    st = t.ahead
+    while st != NULL and i < n:
+        a[i].id = st.id
+        a[i].creatorid = st.creatorid
+        a[i].st = st
+        i += 1
+        st = st.anext
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        rng ^= rng << 13
+        rng ^= rng >> 7
+        rng ^= rng << 17
+        _idref_swap(&a[lo + rng % (hi - lo + 1)], &a[hi])
+        pivot = a[hi]
+        store = lo
+        for i in range(lo, hi):
+            if _id_less(&a[i], &pivot):
+                _idref_swap(&a[i], &a[store])
+                store += 1
+        _idref_swap(&a[store], &a[hi])
+        if store == nr:
+            break
+        if nr < store:
+            hi = store - 1
+        else:
+            lo = store + 1
+    st = a[nr].st
+    free(a)
+    return st
+
+
 # --- source nodes ---------------------------------------------------------------------------
 
 cdef pf_ksrc_node *pf_find_src_node(pf_state_table *t, uint8_t af, const pf_addr *addr,
@@ -665,6 +901,8 @@ def _check_layout():
     # the key is hashed as five 64-bit words
     assert sizeof(pf_state_key_cmp) == 40, sizeof(pf_state_key_cmp)
     assert sizeof(pfsync_state) == PF_SIZEOF_PFSYNC
+    assert sizeof(pf_state_obsd37) == PF_SIZEOF_STATE_OBSD37
+    assert sizeof(pfsync_state_nbsd) == PF_SIZEOF_PFSYNC_NBSD
 
 
 _check_layout()
@@ -720,6 +958,77 @@ cdef object _state_view(const pf_kstate *st):
 
 cdef inline uint8_t _af_in(uint8_t af) noexcept nogil:
     return AF_INET6 if af == AF_INET6_BSD else af
+
+
+cdef inline uint8_t _af_old(uint8_t af) noexcept nogil:
+    """AF_INET6 from an old struct: Linux's, FreeBSD's or OpenBSD's/NetBSD's value."""
+    return AF_INET6 if af == AF_INET6_BSD or af == AF_INET6_OBSD else af
+
+
+cdef int _check_old(uint8_t af, uint8_t direction, uint8_t src_state, uint8_t dst_state) except -1:
+    if (af != AF_INET and af != AF_INET6) or (direction != PF_IN and direction != PF_OUT) or \
+            src_state > PF_TCPS_PROXY_DST or dst_state > PF_TCPS_PROXY_DST:
+        raise Invalid("invalid state values")
+    return 0
+
+
+cdef inline void _peer_from_obsd37(const pf_state_peer_obsd37 *s, pf_kstate_peer *d) noexcept nogil:
+    """The 3.7 kernel took the user's peer as is (host order); its scrub pointer is ignored."""
+    d.seqlo = s.seqlo
+    d.seqhi = s.seqhi
+    d.seqdiff = s.seqdiff
+    d.max_win = s.max_win
+    d.mss = s.mss
+    d.state = s.state
+    d.wscale = s.wscale
+
+
+cdef inline void _peer_from_nbsd(const pfsync_state_peer *s, pf_kstate_peer *d) noexcept nogil:
+    """OpenBSD 4.2's pf_state_peer_from_pfsync: host order except mss (ntohs); the scrub record
+    is never filled from an ioctl (the new state has none to fill)."""
+    d.seqlo = s.seqlo
+    d.seqhi = s.seqhi
+    d.seqdiff = s.seqdiff
+    d.max_win = s.max_win
+    d.mss = ntohs(s.mss)
+    d.state = s.state
+    d.wscale = s.wscale
+
+
+cdef str _old_kif(StateTable self, const char *ifname):
+    """The interface an old DIOCADDSTATE names. Those kernels created a kif for any name
+    and answered ENOENT only when that failed; here the interface must exist."""
+    name = _cstr(ifname, PF_IFNAMSIZ_ - 1)
+    kifs = self.core.interfaces
+    if kifs is None or kifs.get(name) is None:
+        raise NotFound(f"unknown interface {name!r}")
+    return name
+
+cdef int _insert_old(StateTable self, str name, const pf_kstate *tmpl, const pf_state_key_cmp *wire,
+                     const pf_state_key_cmp *stack) except -1:
+    """Link a state decoded from an older generation's struct. Those kernels answered ENOMEM
+    for a refused insert (key or id collision) as for the states limit."""
+    cdef pf_state_table *t = self.t
+    cdef pf_kstate *st
+    cdef char ifname[16]
+    cdef int err
+    memset(ifname, 0, sizeof(ifname))
+    if name != "all":                   # kif "all" holds the floating states
+        bname = name.encode("latin-1")
+        memcpy(ifname, <const char *>bname, len(bname))
+    self.lock()
+    try:
+        st = pf_state_alloc(t)
+        if st == NULL:
+            raise NoMemory("state limit reached")
+        memcpy(st, tmpl, sizeof(pf_kstate))
+        err = pf_state_insert(t, ifname, wire, stack, st)
+        if err:
+            pf_state_release(t, st)
+            raise NoMemory("state insert failed" if err == EEXIST else "no memory for state keys")
+    finally:
+        self.unlock()
+    return 0
 
 
 cdef class StateTable:
@@ -1025,6 +1334,126 @@ cdef class StateTable:
                     sn = nxt
         self.unlock()
         return killed
+
+    # -- the older generations (pf-abi.md §3.2, §3.3) ----------------------------------------
+    cdef bint get_state_nth_obsd37(self, uint32_t nr, pf_state_obsd37 *out) except -1:
+        """OpenBSD 3.7's DIOCGETSTATE: the nr-th state of the id tree, raw kernel form."""
+        cdef pf_kstate *st
+        cdef int err
+        self.lock()
+        st = pf_state_nth(self.t, nr, &err)
+        if st != NULL:
+            pf_state_export_obsd37(self.t, out, st, pf_uptime(), pf_wallclock())
+        self.unlock()
+        if err:
+            raise NoMemory("no memory to order the states")
+        return st != NULL
+
+    cdef bint get_state_nth_nbsd(self, uint32_t nr, pfsync_state_nbsd *out) except -1:
+        """NetBSD's DIOCGETSTATE: the nr-th state of the id tree, NetBSD's pfsync form."""
+        cdef pf_kstate *st
+        cdef int err
+        self.lock()
+        st = pf_state_nth(self.t, nr, &err)
+        if st != NULL:
+            pfsync_state_export_nbsd(self.t, out, st, pf_uptime())
+        self.unlock()
+        if err:
+            raise NoMemory("no memory to order the states")
+        return st != NULL
+
+    cdef unsigned int kill_states_obsd37(self, const pf_kstate_kill *k):
+        cdef pf_state_table *t = self.t
+        cdef pf_kstate *st
+        cdef pf_kstate *nxt
+        cdef unsigned int killed = 0
+        self.lock()
+        with nogil:
+            st = t.ahead
+            while st != NULL:
+                nxt = st.anext
+                if pf_state_kill_match_obsd37(st, k):
+                    pf_unlink_state(t, st)
+                    killed += 1
+                st = nxt
+        self.unlock()
+        return killed
+
+    cdef int import_state_obsd37(self, const pf_state_obsd37 *sp) except -1:
+        """OpenBSD 3.7's DIOCADDSTATE: the kernel copied the user's pf_state and replaced only
+        its rule pointers (default rule), creation (now), counters (0) and kernel pointers.
+        `expire` stays what it was there, the wall-clock time of the last activity (kept within
+        [boot, now] here). Beyond that kernel: af, direction and peer states are checked (EINVAL)
+        so that no state the datapath cannot handle enters the table."""
+        cdef pf_kstate tmpl
+        cdef pf_state_key_cmp wire, stack
+        cdef uint8_t af = _af_old(sp.af)
+        cdef uint32_t now, wall
+        cdef int64_t idle
+        if sp.timeout >= PFTM_MAX:
+            raise Invalid("timeout index out of range")
+        _check_old(af, sp.direction, sp.src.state, sp.dst.state)
+        name = _old_kif(self, sp.u.ifname)
+        pf_state_key_fill(&wire, af, sp.proto, &sp.ext.addr, &sp.gwy.addr, sp.ext.port, sp.gwy.port)
+        pf_state_key_fill(&stack, af, sp.proto, &sp.ext.addr, &sp.lan.addr, sp.ext.port, sp.lan.port)
+        memset(&tmpl, 0, sizeof(tmpl))
+        tmpl.id = sp.id
+        tmpl.creatorid = sp.creatorid
+        _peer_from_obsd37(&sp.src, &tmpl.src)
+        _peer_from_obsd37(&sp.dst, &tmpl.dst)
+        memcpy(&tmpl.rt_addr, &sp.rt_addr, sizeof(pf_addr))
+        tmpl.rule = tmpl.anchor = tmpl.nat_rule = PF_NO_RULE
+        tmpl.direction = sp.direction
+        tmpl.log = sp.log
+        tmpl.timeout = sp.timeout
+        if sp.allow_opts:
+            tmpl.state_flags = PFSTATE_ALLOWOPTS
+        now = pf_uptime()
+        wall = pf_wallclock()
+        idle = <int64_t>wall - <int64_t>sp.expire
+        idle = 0 if idle < 0 else (now if idle > now else idle)
+        tmpl.creation = now
+        tmpl.expire = now - <uint32_t>idle
+        return _insert_old(self, name, &tmpl, &wire, &stack)
+
+    cdef int import_state_nbsd(self, const pfsync_state_nbsd *sp) except -1:
+        """NetBSD's DIOCADDSTATE (pf_state_add/pf_state_import): keys, id, creatorid, peers (host
+        order, but mss taken through ntohs() -- so NetBSD did), timeout and expire (seconds left,
+        host order) are imported; log, allow_opts, rt_addr and scrub data are not. The same
+        value checks as OpenBSD 3.7's form."""
+        cdef const char *p = <const char *>sp
+        cdef pf_kstate tmpl
+        cdef pf_state_key_cmp wire, stack
+        cdef pf_addr lan, gwy, ext
+        cdef uint16_t lan_port, gwy_port, ext_port
+        cdef uint8_t af = _af_old(sp.af)
+        cdef uint32_t now
+        if sp.timeout >= PFTM_MAX:
+            raise Invalid("timeout index out of range")
+        _check_old(af, sp.direction, sp.src.state, sp.dst.state)
+        name = _old_kif(self, sp.ifname)
+        memcpy(&lan, p + NBSD_LAN_OFF, sizeof(pf_addr))
+        memcpy(&lan_port, p + NBSD_LAN_OFF + sizeof(pf_addr), 2)
+        memcpy(&gwy, p + NBSD_GWY_OFF, sizeof(pf_addr))
+        memcpy(&gwy_port, p + NBSD_GWY_OFF + sizeof(pf_addr), 2)
+        memcpy(&ext, p + NBSD_EXT_OFF, sizeof(pf_addr))
+        memcpy(&ext_port, p + NBSD_EXT_OFF + sizeof(pf_addr), 2)
+        pf_state_key_fill(&wire, af, sp.proto, &ext, &gwy, ext_port, gwy_port)
+        pf_state_key_fill(&stack, af, sp.proto, &ext, &lan, ext_port, lan_port)
+        memset(&tmpl, 0, sizeof(tmpl))
+        memcpy(&tmpl.id, p + NBSD_ID_OFF, 8)
+        tmpl.creatorid = sp.creatorid
+        _peer_from_nbsd(&sp.src, &tmpl.src)
+        _peer_from_nbsd(&sp.dst, &tmpl.dst)
+        tmpl.rule = tmpl.anchor = tmpl.nat_rule = PF_NO_RULE
+        tmpl.direction = sp.direction
+        tmpl.timeout = sp.timeout
+        now = pf_uptime()
+        tmpl.creation = now
+        tmpl.expire = now
+        if sp.expire:
+            tmpl.expire -= self.t.timeouts[sp.timeout] - sp.expire
+        return _insert_old(self, name, &tmpl, &wire, &stack)
 
     # -- control-plane helpers (tests, benchmarks, future source tracking) -----------------
     def account(self, uint64_t id, uint32_t creatorid, int dirndx, uint32_t packets, uint32_t length):

@@ -113,6 +113,12 @@ cdef extern from "net/pfvar.h" nogil:
         DIOCGETSTATUS_OBSD37
         DIOCGETSTATUS_NBSD
         DIOCGIFSPEED_FBSD6
+        DIOCGETSTATE_OBSD37
+        DIOCADDSTATE_OBSD37
+        DIOCKILLSTATES_OBSD37
+        DIOCCLRSTATES_OBSD37
+        DIOCGETSTATE_NBSD
+        DIOCADDSTATE_NBSD
 
     struct pf_addr:
         uint8_t addr8[16]

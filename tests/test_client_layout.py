@@ -47,6 +47,10 @@ REF_SIZES = {
     "pfioc_qstats_v0": 24, "pfioc_qstats_v1": 32, "pf_ifspeed_v0": 20, "pf_ifspeed_v1": 32,
     "pf_rule_uid": 12, "pf_rule_gid": 12, "pf_rule_ptr": 8,
     "pfi_if": 184, "pf_status_obsd37": 400, "pf_status_nbsd": 424,
+    # §3.2 (OpenBSD 3.7) and §3.3 (NetBSD) state structs
+    "pf_state_host": 20, "pf_state_peer_obsd37": 32, "pf_state_obsd37_s": 120,
+    "pf_state_obsd37_u": 120, "pf_state_obsd37": 368, "pfioc_state_obsd37": 376,
+    "pfioc_state_kill_obsd37": 136, "pfsync_state_nbsd": 240, "pfioc_state_nbsd": 16,
 }
 
 # (struct, member path) -> offset, from the layout tables of §2 and §3.2
@@ -182,6 +186,26 @@ REF_OFFSETS = {
     ("pf_altq_v1", "qid"): 280,
     ("pfioc_qstats_v0", "buf"): 8, ("pfioc_qstats_v0", "nbytes"): 16,
     ("pfioc_qstats_v0", "scheduler"): 20, ("pfioc_qstats_v1", "version"): 24,
+    # §3.2: OpenBSD 3.7's pf_state, pfioc_state, pfioc_state_kill
+    ("pf_state_obsd37", "u"): 8, ("pf_state_obsd37", "lan"): 128, ("pf_state_obsd37", "gwy"): 148,
+    ("pf_state_obsd37", "ext"): 168, ("pf_state_obsd37", "src"): 192, ("pf_state_obsd37", "dst"): 224,
+    ("pf_state_obsd37", "src.max_win"): 204, ("pf_state_obsd37", "src.state"): 206,
+    ("pf_state_obsd37", "src.wscale"): 207, ("pf_state_obsd37", "src.mss"): 208,
+    ("pf_state_obsd37", "src.scrub"): 216,
+    ("pf_state_obsd37", "rule"): 256, ("pf_state_obsd37", "anchor"): 264,
+    ("pf_state_obsd37", "nat_rule"): 272, ("pf_state_obsd37", "rt_addr"): 280,
+    ("pf_state_obsd37", "rt_kif"): 296, ("pf_state_obsd37", "src_node"): 304,
+    ("pf_state_obsd37", "nat_src_node"): 312, ("pf_state_obsd37", "creation"): 320,
+    ("pf_state_obsd37", "expire"): 324, ("pf_state_obsd37", "pfsync_time"): 328,
+    ("pf_state_obsd37", "packets"): 332, ("pf_state_obsd37", "bytes"): 340,
+    ("pf_state_obsd37", "creatorid"): 348, ("pf_state_obsd37", "tag"): 352,
+    ("pf_state_obsd37", "af"): 354, ("pf_state_obsd37", "proto"): 355,
+    ("pf_state_obsd37", "direction"): 356, ("pf_state_obsd37", "log"): 357,
+    ("pf_state_obsd37", "allow_opts"): 358, ("pf_state_obsd37", "timeout"): 359,
+    ("pf_state_obsd37", "sync_flags"): 360, ("pf_state_obsd37", "pad"): 361,
+    ("pfioc_state_obsd37", "state"): 8,
+    ("pfioc_state_kill_obsd37", "psk_proto"): 4, ("pfioc_state_kill_obsd37", "psk_src"): 8,
+    ("pfioc_state_kill_obsd37", "psk_dst"): 64, ("pfioc_state_kill_obsd37", "psk_ifname"): 120,
 }
 
 # Appendix A: Linux _IOC value (== BSD value for every _IOWR) and, for _IO, the BSD value.
@@ -217,6 +241,9 @@ REF_COMMANDS = {
     "DIOCGETSTATUS_OBSD37": 0xc1904415,  # §3.5 (OpenBSD 3.7 / FreeBSD 6, 400 B)
     "DIOCGETSTATUS_NBSD": 0xc1a84415,   # §3.5 (NetBSD, 424 B)
     "DIOCGIFSPEED_FBSD6": 0xc014445b,   # §3.5 (FreeBSD 6)
+    "DIOCGETSTATE_OBSD37": 0xc1784413, "DIOCADDSTATE_OBSD37": 0xc1784425,     # §3.5 (376 B)
+    "DIOCKILLSTATES_OBSD37": 0xc0884429, "DIOCCLRSTATES_OBSD37": 0xc0884412,  # §3.5 (136 B)
+    "DIOCGETSTATE_NBSD": 0xc0104413, "DIOCADDSTATE_NBSD": 0xc0104425,         # §3.5 (16 B)
 }
 REF_BSD_IO = {
     "DIOCSTART_BSD": 0x20004401, "DIOCSTOP_BSD": 0x20004402, "DIOCCLRSTATUS_BSD": 0x20004416,

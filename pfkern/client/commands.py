@@ -174,6 +174,12 @@ TABLE = [
     ("DIOCGETSTATUS_OBSD37", 21, S.pf_status_obsd37),
     ("DIOCGETSTATUS_NBSD", 21, S.pf_status_nbsd),
     ("DIOCGIFSPEED_FBSD6", 91, S.pf_ifspeed_v0),
+    ("DIOCCLRSTATES_OBSD37", 18, S.pfioc_state_kill_obsd37),
+    ("DIOCGETSTATE_OBSD37", 19, S.pfioc_state_obsd37),
+    ("DIOCADDSTATE_OBSD37", 37, S.pfioc_state_obsd37),
+    ("DIOCKILLSTATES_OBSD37", 41, S.pfioc_state_kill_obsd37),
+    ("DIOCGETSTATE_NBSD", 19, S.pfioc_state_nbsd),
+    ("DIOCADDSTATE_NBSD", 37, S.pfioc_state_nbsd),
 ]
 
 COMMANDS = {}           # name -> Linux value
@@ -188,8 +194,11 @@ for _name, _nr, _t in TABLE:
         COMMANDS[_name] = _IOWR("D", _nr, _t)
     ARGTYPE[COMMANDS[_name]] = _t
 
-# Unversioned ALTQ/ifspeed names as C gets them without PFIOC_USE_LATEST (V0).
+# Unversioned ALTQ/ifspeed names as C gets them without PFIOC_USE_LATEST (V0); NetBSD's names of
+# the 136-byte kill forms, which are OpenBSD 3.7's values.
 ALIASES = {
+    "DIOCCLRSTATES_NBSD": "DIOCCLRSTATES_OBSD37",
+    "DIOCKILLSTATES_NBSD": "DIOCKILLSTATES_OBSD37",
     "DIOCADDALTQ": "DIOCADDALTQV0",
     "DIOCGETALTQS": "DIOCGETALTQSV0",
     "DIOCGETALTQ": "DIOCGETALTQV0",

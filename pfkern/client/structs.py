@@ -632,6 +632,119 @@ class pf_status_nbsd(_Struct):
                 ("ifname", c_char * IFNAMSIZ), ("pf_chksum", c_uint8 * PF_MD5_DIGEST_LENGTH)]
 
 
+# Older generations' state structs (pf-abi.md §3.2, §3.3), served beside FreeBSD 12's.
+
+class pf_state_host(_Struct):
+    _fields_ = [("addr", pf_addr), ("port", c_uint16), ("pad", c_uint16)]
+
+
+class pf_state_peer_obsd37(_Struct):
+    """OpenBSD 3.7's kernel peer: host order; `scrub` a kernel pointer."""
+    _fields_ = [("seqlo", c_uint32), ("seqhi", c_uint32), ("seqdiff", c_uint32),
+                ("max_win", c_uint16), ("state", c_uint8), ("wscale", c_uint8), ("mss", c_uint16),
+                ("scrub", kptr)]
+
+
+class pf_state_obsd37_s(_Struct):
+    """The kernel's links and kif pointer of an OpenBSD 3.7 state."""
+    _fields_ = [("entry_lan_ext", _rb_entry), ("entry_ext_gwy", _rb_entry), ("entry_id", _rb_entry),
+                ("entry_updates", _tailq_entry), ("kif", kptr)]
+
+
+class pf_state_obsd37_u(_Union):
+    _fields_ = [("s", pf_state_obsd37_s), ("ifname", c_char * IFNAMSIZ)]
+
+
+class pf_state_obsd37(_Struct):
+    """OpenBSD 3.7's kernel pf_state (368 B): lan = inside host, gwy = its translation, ext = the
+    peer; addresses/ports network order, every other number host order; `id` as stored
+    (htobe64), `creatorid` the creator's hostid."""
+    _fields_ = [
+        ("id", c_uint64),
+        ("u", pf_state_obsd37_u),
+        ("lan", pf_state_host),
+        ("gwy", pf_state_host),
+        ("ext", pf_state_host),
+        ("src", pf_state_peer_obsd37),
+        ("dst", pf_state_peer_obsd37),
+        ("rule", pf_rule_ptr),
+        ("anchor", pf_rule_ptr),
+        ("nat_rule", pf_rule_ptr),
+        ("rt_addr", pf_addr),
+        ("rt_kif", kptr),
+        ("src_node", kptr),
+        ("nat_src_node", kptr),
+        ("creation", c_uint32),
+        ("expire", c_uint32),
+        ("pfsync_time", c_uint32),
+        ("packets", c_uint32 * 2),
+        ("bytes", c_uint32 * 2),
+        ("creatorid", c_uint32),
+        ("tag", c_uint16),
+        ("af", sa_family_t),
+        ("proto", c_uint8),
+        ("direction", c_uint8),
+        ("log", c_uint8),
+        ("allow_opts", c_uint8),
+        ("timeout", c_uint8),
+        ("sync_flags", c_uint8),
+        ("pad", c_uint8),
+    ]
+
+
+class pfioc_state_obsd37(_Struct):
+    """OpenBSD 3.7 DIOCGETSTATE (state number `nr`) / DIOCADDSTATE (376 B)."""
+    _fields_ = [("nr", c_uint32), ("state", pf_state_obsd37)]
+
+
+class pfioc_state_kill_obsd37(_Struct):
+    """DIOCKILLSTATES / DIOCCLRSTATES of OpenBSD 3.7 and NetBSD (136 B): the number of states
+    killed comes back in `psk_af`."""
+    _fields_ = [("psk_af", sa_family_t), ("psk_proto", c_int), ("psk_src", pf_rule_addr),
+                ("psk_dst", pf_rule_addr), ("psk_ifname", c_char * IFNAMSIZ)]
+
+
+class pfsync_state_host_nbsd(_Struct):
+    _fields_ = [("addr", pf_addr), ("port", c_uint16), ("pad", c_uint16 * 3)]
+
+
+class pfsync_state_nbsd(_Struct):
+    """NetBSD's exported state (240 B, packed); as its ioctls use it, numbers are host order."""
+    _pack_ = 1
+    _fields_ = [
+        ("id", c_uint32 * 2),
+        ("ifname", c_char * IFNAMSIZ),
+        ("lan", pfsync_state_host_nbsd),
+        ("gwy", pfsync_state_host_nbsd),
+        ("ext", pfsync_state_host_nbsd),
+        ("src", pfsync_state_peer),
+        ("dst", pfsync_state_peer),
+        ("rt_addr", pf_addr),
+        ("rule", c_uint32),
+        ("anchor", c_uint32),
+        ("nat_rule", c_uint32),
+        ("creation", c_uint32),
+        ("expire", c_uint32),
+        ("packets", c_uint32 * 2 * 2),
+        ("bytes", c_uint32 * 2 * 2),
+        ("creatorid", c_uint32),
+        ("af", sa_family_t),
+        ("proto", c_uint8),
+        ("direction", c_uint8),
+        ("log", c_uint8),
+        ("allow_opts", c_uint8),
+        ("timeout", c_uint8),
+        ("sync_flags", c_uint8),
+        ("updates", c_uint8),
+    ]
+
+
+class pfioc_state_nbsd(_Struct):
+    """NetBSD DIOCGETSTATE / DIOCADDSTATE (16 B): `state` points at the caller's
+    pfsync_state_nbsd (assign `ctypes.addressof(st)`)."""
+    _fields_ = [("nr", c_uint32), ("state", c_void_p)]
+
+
 class pf_ifspeed_v0(_Struct):
     _fields_ = [("ifname", c_char * IFNAMSIZ), ("baudrate", c_uint32)]
 
