@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import select
+import socket
 import threading
 import time
 
@@ -31,6 +32,13 @@ PFI_IFLAG_SKIP = 0x0100
 PFI_IFLAG_GROUP = 0x0001
 PFI_IFLAG_INSTANCE = 0x0002
 PFI_IFLAG_ATTACHED = 0x0040
+# pf_addr_wrap.iflags of a dynamic address (`(ifname:network)` etc.)
+PFI_AFLAG_NETWORK = 0x01
+PFI_AFLAG_BROADCAST = 0x02
+PFI_AFLAG_PEER = 0x04
+PFI_AFLAG_NOALIAS = 0x08
+AF_INET = 2
+AF_INET6 = 10
 # DIOCIGETIFACES selectors of the OpenBSD 3.x generation
 PFI_FLAG_GROUP = 0x0001
 PFI_FLAG_INSTANCE = 0x0002
@@ -151,6 +159,38 @@ class Interfaces:
     def sync(self):
         if self._pending_events():
             self._refresh()
+
+    def dynaddr_count(self, name, af, iflags):
+        """How many addresses a dynamic address `(name)` stands for (pfi_dynaddr's
+        pfid_acnt4 + pfid_acnt6): the addresses of the interface or of a group's members, of
+        family `af` (0: both), IPv6 link-local ones left out as FreeBSD does; `:broadcast` and
+        `:peer` count only interfaces that have one, `:0` (PFI_AFLAG_NOALIAS) only the first
+        address per interface and family."""
+        count = 0
+        for kif in self.members(name):
+            if kif.ifindex <= 0:
+                continue
+            seen = set()
+            try:
+                msgs = self._ipr.get_addr(index=kif.ifindex)
+            except Exception:                       # the link went away meanwhile
+                continue
+            for msg in msgs:
+                family = AF_INET6 if msg["family"] == socket.AF_INET6 else AF_INET if msg["family"] == socket.AF_INET else 0
+                if not family or (af and family != af):
+                    continue
+                addr = msg.get_attr("IFA_ADDRESS") or ""
+                if family == AF_INET6 and addr.lower().startswith("fe80:"):
+                    continue
+                if iflags & PFI_AFLAG_BROADCAST and (family != AF_INET or not msg.get_attr("IFA_BROADCAST")):
+                    continue
+                if iflags & PFI_AFLAG_PEER and (msg.get_attr("IFA_LOCAL") in (None, addr)):
+                    continue
+                if iflags & PFI_AFLAG_NOALIAS and family in seen:
+                    continue
+                seen.add(family)
+                count += 1
+        return count
 
     def adopt(self, kif):
         """Keep `kif` (e.g. one whose counters are the datapath's) in the table under its name,

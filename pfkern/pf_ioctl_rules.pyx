@@ -94,15 +94,17 @@ cdef PoolAddr pooladdr_from(pfioc_pooladdr *pp):
     return pa
 
 
-cdef void addr_copyout(tables, pf_addr_wrap *aw, handle):
+cdef addr_copyout(core, pf_addr_wrap *aw, handle, int af):
     """pf_addr_copyout: a table address reports its entry count (-1: table not active), a
     dynamic one its address count, in place of the kernel pointer."""
     if aw.type == PF_ADDR_TABLE:
         aw.p.tbl = NULL
-        aw.p.tblcnt = tables.count(handle) if handle is not None else -1
+        aw.p.tblcnt = core.tables.count(handle) if handle is not None else -1
     elif aw.type == PF_ADDR_DYNIFTL:
         aw.p.dyn = NULL
-        aw.p.dyncnt = 0         # interface addresses are not tracked yet (pf_if)
+        aw.v.ifname[15] = 0
+        aw.p.dyncnt = core.interfaces.dynaddr_count(aw.v.ifname.decode("latin-1"),
+                                                   10 if af == 28 else af, aw.iflags)
 
 
 # -- rules ---------------------------------------------------------------------------------------
@@ -130,8 +132,8 @@ def h_getrule(d, ctx, bytearray buf, mem):
     call = rulesets.anchor_call(rs, rule)
     rule.copyout(&pr.rule)
     put_str(pr.anchor_call, PATH_SIZE, call)
-    addr_copyout(d.core.tables, &pr.rule.src.addr, rule.src_table)
-    addr_copyout(d.core.tables, &pr.rule.dst.addr, rule.dst_table)
+    addr_copyout(d.core, &pr.rule.src.addr, rule.src_table, pr.rule.af)
+    addr_copyout(d.core, &pr.rule.dst.addr, rule.dst_table, pr.rule.af)
     if pr.action == PF_GET_CLR_CNTR_:
         rule.clear_counters()
 
@@ -171,7 +173,7 @@ def h_getaddr(d, ctx, bytearray buf, mem):
     cdef PoolAddr pa = d.core.rulesets.get_addr(path_of(pp.anchor), pp.ticket, pp.r_action,
                                                 pp.r_num, pp.nr)
     pa.copyout(&pp.addr)
-    addr_copyout(d.core.tables, &pp.addr.addr, pa.table)
+    addr_copyout(d.core, &pp.addr.addr, pa.table, pa.af)
 
 
 def h_changeaddr(d, ctx, bytearray buf, mem):

@@ -486,10 +486,13 @@ def test_skip_steps_match_pf_calc_skip_steps(dev):
 
 
 def test_dynamic_addresses_report_a_count(dev):
-    load(dev, [make_rule(PF_PASS, src="(lo)")])
-    (pr, _), = read_ruleset(dev, "", PF_PASS)
-    assert pr.rule.src.addr.type == PF_ADDR_DYNIFTL and pr.rule.src.addr.p.dyncnt >= 0
-    assert pr.rule.src.addr.v.ifname == b"lo"
+    """dyncnt = the addresses `(lo)` stands for: lo has 127.0.0.1 and ::1 on any Linux host."""
+    load(dev, [make_rule(PF_PASS, src="(lo)"), make_rule(PF_PASS, af=AF_INET6, src="(lo)"),
+               make_rule(PF_PASS, af=0, src="(lo)"), make_rule(PF_PASS, src="(nosuchif0)")])
+    rules = [pr.rule for pr, _ in read_ruleset(dev, "", PF_PASS)]
+    assert all(r.src.addr.type == PF_ADDR_DYNIFTL for r in rules)
+    assert rules[0].src.addr.v.ifname == b"lo"
+    assert [r.src.addr.p.dyncnt for r in rules] == [1, 1, 2, 0]
 
 
 # --- pools: DIOCGETADDRS, DIOCGETADDR, DIOCCHANGEADDR ---------------------------------------
