@@ -146,8 +146,10 @@ def h_natlook(d, ctx, bytearray buf, mem):
     if not found:
         raise NotFound("no such state")
     key = found[0].key[sidx]
-    memcpy(&nl.rsaddr, <char *>key.addr[sidx], 16)
-    memcpy(&nl.rdaddr, <char *>key.addr[didx], 16)
+    # PF_ACPY: 4 bytes for IPv4 (the rest of the caller's pf_addr stays), 16 for IPv6
+    cdef size_t alen = 4 if af == AF_INET else 16
+    memcpy(&nl.rsaddr, <char *>key.addr[sidx], alen)
+    memcpy(&nl.rdaddr, <char *>key.addr[didx], alen)
     nl.rsport = key.port[sidx]
     nl.rdport = key.port[didx]
 

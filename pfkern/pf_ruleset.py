@@ -357,10 +357,14 @@ class Rulesets:
         first; if one element fails, those this call already began are rolled back."""
         self._check_kinds(elements, (*range(PF_RULESET_MAX), PF_RULESET_TABLE))
         done = []
+        tables_begun = set()
         try:
             for rs_num, path in elements:
                 if rs_num == PF_RULESET_TABLE:
-                    ticket = self.core.tables.ina_begin(path)
+                    # an anchor listed again has nothing inactive left to drop: skip the walk
+                    anchor = path.lstrip("/")
+                    ticket = self.core.tables.ina_begin(path, drop=anchor not in tables_begun)
+                    tables_begun.add(anchor)
                 else:
                     ticket = self.begin(rs_num, path)
                 done.append((rs_num, path, ticket))
@@ -382,15 +386,21 @@ class Rulesets:
             else:
                 raise Invalid(f"transaction element of kind {rs_num}")
         changed = []
-        for rs_num, path, ticket in elements:
-            if rs_num == PF_RULESET_TABLE:
-                self.core.tables.ina_commit(path, ticket)
-                continue
-            rs = self._committable(rs_num, path, ticket)
-            if rs is not None:              # None: the same element twice, already done
-                self._commit(rs, rs_num)
-                changed.append((rs, rs_num))
-        self._notify(changed)
+        tables_done = set()
+        try:
+            for rs_num, path, ticket in elements:
+                if rs_num == PF_RULESET_TABLE:
+                    # the same element twice: committed once, like a ruleset listed twice
+                    if (path.lstrip("/"), ticket) not in tables_done:
+                        tables_done.add((path.lstrip("/"), ticket))
+                        self.core.tables.ina_commit(path, ticket)
+                    continue
+                rs = self._committable(rs_num, path, ticket)
+                if rs is not None:              # None: the same element twice, already done
+                    self._commit(rs, rs_num)
+                    changed.append((rs, rs_num))
+        finally:
+            self._notify(changed)               # whatever was swapped in must reach the datapath
 
     def xrollback(self, elements):
         """DIOCXROLLBACK: elements are (rs_num, path, ticket); stale ones are skipped."""

@@ -141,6 +141,8 @@ cdef class KTable:
 cdef class Tables:
     cdef public object core
     cdef dict ktables                   # (anchor, name) -> KTable: pfr_ktables
+    cdef dict by_anchor                 # anchor -> {key: KTable}: an anchor's tables, found
+                                        # without walking every table (transactions per anchor)
     cdef public long nentries           # entries allocated (tables, shadows, in-flight requests)
 
     # one per DIOCR* command, as pfr_*() in FreeBSD's pf_table.c; `flags` may carry

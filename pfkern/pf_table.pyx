@@ -251,6 +251,7 @@ cdef class Tables:
     def __init__(self, core):
         self.core = core
         self.ktables = {}
+        self.by_anchor = {}
         self.nentries = 0
 
     # -- the DIOCR* operations ---------------------------------------------------------------
@@ -797,7 +798,9 @@ cdef class Tables:
 
     cdef void insert_ktable(self, KTable kt):
         cdef KTable rt = kt.root
-        self.ktables[table_key(kt.anchor, kt.name)] = kt
+        key = table_key(kt.anchor, kt.name)
+        self.ktables[key] = kt
+        self.by_anchor.setdefault(kt.anchor, {})[key] = kt
         if rt is not None:
             rt.refcnt[PFR_REFCNT_ANCHOR] += 1
             if rt.refcnt[PFR_REFCNT_ANCHOR] == 1:
@@ -825,6 +828,10 @@ cdef class Tables:
             newf &= ~PFR_TFLAG_USRMASK
         if not newf & PFR_TFLAG_SETMASK:
             del self.ktables[key]
+            in_anchor = self.by_anchor[kt.anchor]
+            del in_anchor[key]
+            if not in_anchor:
+                del self.by_anchor[kt.anchor]
             rt = kt.root
             if rt is not None:
                 rt.refcnt[PFR_REFCNT_ANCHOR] -= 1
@@ -928,21 +935,25 @@ cdef class Tables:
         return self.core.get_limit(PF_LIMIT_TABLE_ENTRIES)
 
     cdef list anchor_tables(self, str anchor, int with_flag):
-        return [kt for kt in self.sorted_tables() if kt.anchor == anchor and kt.flags & with_flag]
+        in_anchor = self.by_anchor.get(anchor, {})
+        return [kt for kt in (in_anchor[k] for k in sorted(in_anchor)) if kt.flags & with_flag]
 
     # -- table transactions (DIOCXBEGIN/XCOMMIT/XROLLBACK, rs_num PF_RULESET_TABLE) ------------
 
-    def ina_begin(self, str path):
+    def ina_begin(self, str path, bint drop=True):
         """Open a table transaction on anchor `path` (created if needed): the inactive
-        definitions of an earlier one are dropped. Returns the new ticket."""
+        definitions of an earlier one are dropped. Returns the new ticket. drop=False: the
+        caller knows there are none (the same anchor again within one DIOCXBEGIN), so only the
+        ticket moves on and the anchor's tables are not walked again."""
         anchor = path.lstrip("/")
         rs = self.core.rulesets.find_or_create(anchor)
         if rs is None:
             raise NoMemory("anchor path cannot hold a ruleset")
         rs.tticket = (rs.tticket + 1) & 0xffffffff
         rs.topen = True                 # set first: dropping tables must not drop the anchor
-        self.setflags_all([(kt, PFR_TFLAG_INACTIVE, 0)
-                           for kt in self.anchor_tables(anchor, PFR_TFLAG_INACTIVE)])
+        if drop:
+            self.setflags_all([(kt, PFR_TFLAG_INACTIVE, 0)
+                               for kt in self.anchor_tables(anchor, PFR_TFLAG_INACTIVE)])
         return rs.tticket
 
     def ina_check(self, str path, uint32_t ticket):

@@ -178,6 +178,17 @@ def test_commit_with_stale_ticket_is_ebusy_and_all_or_nothing(dev):
     assert get_rules(dev, "tx", PF_PASS)[0] == 1
 
 
+def test_an_element_listed_twice_commits_once(dev):
+    """A ruleset or table element given twice in one DIOCXCOMMIT is committed once; the
+    transaction does not fail halfway with part of it applied."""
+    elements = xbegin(dev, [(PF_RULESET_FILTER, ""), (PF_RULESET_TABLE, "")])
+    add_rule(dev, make_rule(PF_PASS), filter_ticket(elements), "")
+    xcommit(dev, elements + elements)
+    assert get_rules(dev, "", PF_PASS)[0] == 1
+    assert errno_of(xcommit, dev, elements) == errno.EBUSY       # closed by that one commit
+    flush(dev)
+
+
 def test_commit_of_what_was_never_begun_is_ebusy(dev):
     assert errno_of(xcommit, dev, [(PF_RULESET_FILTER, "", 0xdead)]) == errno.EBUSY
     assert errno_of(xcommit, dev, [(PF_RULESET_FILTER, "no/such/anchor", 1)]) == errno.EBUSY

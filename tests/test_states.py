@@ -426,6 +426,22 @@ def test_natlook_nat_state_outbound(dev, rodev):
     assert errno_of(natlook, rodev, "198.51.100.7", 80, "192.0.2.1", 50000, PF_OUT) == errno.ENOENT
 
 
+def test_natlook_ipv4_answer_writes_four_bytes(dev, rodev):
+    """PF_ACPY copies an IPv4 address's 4 bytes: the rest of the caller's pf_addr stays."""
+    import ipaddress as _ip
+    from pfkern.client import DIOCNATLOOK, pfioc_natlook
+    add(dev, make_state(NAT_WIRE, NAT_STACK, direction=PF_IN))
+    nl = pfioc_natlook(af=AF_INET, proto=IPPROTO_TCP, direction=PF_IN,
+                       sport=socket.htons(8080), dport=socket.htons(4321))
+    nl.saddr.set(_ip.ip_address("192.0.2.1"))
+    nl.daddr.set(_ip.ip_address("198.51.100.7"))
+    ctypes.memset(ctypes.addressof(nl.rsaddr), 0x5A, 32)
+    rodev.ioctl(DIOCNATLOOK, nl)
+    raw = ctypes.string_at(ctypes.addressof(nl.rsaddr), 32)
+    assert raw[:4] == _ip.ip_address("10.0.0.5").packed and raw[4:16] == b"\x5a" * 12
+    assert raw[16:20] == _ip.ip_address("198.51.100.7").packed and raw[20:] == b"\x5a" * 12
+
+
 def test_natlook_two_matching_states_is_e2big(dev, rodev):
     add(dev, make_state(NAT_WIRE, NAT_STACK, direction=PF_IN, id=1))
     add(dev, make_state(NAT_WIRE, NAT_STACK, direction=PF_IN, id=2, ifname="lo"))

@@ -619,6 +619,19 @@ def test_inadefine_checks_before_ticket(tc):
     assert errno_of(tc.ina_define, table(""), [], 0) == errno.EINVAL
 
 
+def test_anchor_listed_twice_in_one_xbegin(tc, xdev):
+    """Each element moves the ticket on (only the last is live) and what an earlier transaction
+    defined is dropped, as FreeBSD; many repeats stay cheap (the anchor is walked once)."""
+    first, = trans(xdev, DIOCXBEGIN, [(PF_RULESET_TABLE, "")])
+    tc.ina_define(table("old", flags=PERSIST), [], first)
+    assert flags_of(tc, "old") == PERSIST | INACTIVE
+    tickets = trans(xdev, DIOCXBEGIN, [(PF_RULESET_TABLE, "")] * 5000)
+    assert tickets == [first + 1 + i for i in range(5000)]
+    assert flags_of(tc, "old") is None                          # dropped by the new begin
+    assert errno_of(trans, xdev, DIOCXCOMMIT, [(PF_RULESET_TABLE, "", tickets[0])]) == errno.EBUSY
+    trans(xdev, DIOCXCOMMIT, [(PF_RULESET_TABLE, "", tickets[-1])])
+
+
 def test_transaction_defines_and_commits_tables(tc, xdev):
     ticket, = trans(xdev, DIOCXBEGIN, [(PF_RULESET_TABLE, "")])
     io, _ = tc.ina_define(table("tx", flags=PERSIST), ["10.0.0.0/8", "10.0.0.0/8", "10.0.0.1"],
