@@ -144,6 +144,8 @@ class Rulesets:
         self.core = core
         self.main = Ruleset()
         self.anchors = {}                                   # path -> Anchor (pf_anchors)
+        self._anchor_changes = 0                            # bumped on every create/remove
+        self._children_cache = {}                           # path -> (changes, sorted names)
         self.pabuf = []                                     # pool buffer (V_pf_pabuf)
         self.ticket_pabuf = 0
         self.tags = Tags()
@@ -179,6 +181,7 @@ class Rulesets:
             if anchor is None:
                 anchor = Anchor(name, parent)
                 self.anchors[sub] = anchor
+                self._anchor_changes += 1
                 if parent is not None:
                     parent.children[name] = anchor
             parent = anchor
@@ -193,6 +196,8 @@ class Rulesets:
                     anchor.refcnt > 0 or not ruleset.is_empty()):
                 return          # already gone (freeing its rules dropped the last reference)
             del self.anchors[anchor.path]
+            self._anchor_changes += 1
+            self._children_cache.pop(anchor.path, None)
             parent = anchor.parent
             if parent is None:
                 return
@@ -205,11 +210,17 @@ class Rulesets:
         rs = self.find(path)
         if rs is None:
             raise NotFound("no such anchor")
+        # pfctl walks nr = 0..n-1, one ioctl each: sort once per change of the anchor tree
+        cached = self._children_cache.get(rs.path)
+        if cached is not None and cached[0] == self._anchor_changes:
+            return cached[1]
         if rs.anchor is None:
             names = [a.name for a in self.anchors.values() if a.parent is None]
         else:
             names = list(rs.anchor.children)
-        return sorted(names, key=lambda n: n.encode("latin-1"))
+        names.sort(key=lambda n: n.encode("latin-1"))
+        self._children_cache[rs.path] = (self._anchor_changes, names)
+        return names
 
     def _anchor_setup(self, rule, rs, name):
         """pf_anchor_setup: bind an anchor rule to the anchor its anchor_call names ("/abs",
