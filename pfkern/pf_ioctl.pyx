@@ -18,17 +18,16 @@ from pfkern.pf cimport PfCore
 from pfkern.errors import Access, Invalid, NoDevice, NotFound, PfError, TooBig, to_oserror
 from pfkern.pf_if import PFI_FLAG_ALLMASK
 from pfkern import pf_ioctl_misc, pf_ioctl_rules, pf_ioctl_state, pf_ioctl_table
+from pfkern.pf_util cimport (PF_AF_INET, PF_AF_INET6, REGION_IN, REGION_OUT, REQUEST_MAXCOUNT,
+                             af_in, cstr, put_cstr)
 
 log = logging.getLogger("pfd.ioctl")
 
-# net.pf.request_maxcount: the most elements one ioctl may carry.
-REQUEST_MAXCOUNT = 65535
 # BSD encodes _IO with IOC_VOID (bit 29); Linux with no direction bits.
 BSD_IOC_VOID = 0x20000000
-# Linux address families travel in structs; FreeBSD's AF_INET6 (28) is accepted on input too.
-AF_INET = 2
-AF_INET6 = 10
-AF_INET6_BSD = 28
+# Linux address families travel in structs (pf_util.af_in accepts FreeBSD's AF_INET6 too).
+AF_INET = PF_AF_INET
+AF_INET6 = PF_AF_INET6
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 
@@ -36,9 +35,6 @@ IPPROTO_UDP = 17
 KIF_IFP_TOKEN = 0xfffff80000000000
 KIF_GROUP_TOKEN = 0xfffff80100000000
 
-# Region directions for the CUSE front's prefetch (docs/architecture.md).
-REGION_IN = 1
-REGION_OUT = 2
 
 # Access classes: what a fd opened without write permission may do (FreeBSD's FWRITE check).
 cdef enum:
@@ -46,18 +42,6 @@ cdef enum:
     ACC_RO = 1            # allowed read-only
     ACC_RO_NO_CLEAR = 2   # read-only unless it clears counters (DIOCGETRULE)
     ACC_RO_IF_DUMMY = 3   # read-only only as a dry run (table ops with PFR_FLAG_DUMMY)
-
-
-cdef inline str cstring(const char *p, Py_ssize_t size):
-    """A fixed-size C char array as str, up to its first NUL."""
-    cdef Py_ssize_t n = 0
-    while n < size and p[n] != 0:
-        n += 1
-    return p[:n].decode("latin-1")
-
-
-cdef inline int af_of(uint8_t af):
-    return AF_INET6 if af == AF_INET6_BSD else af
 
 
 cdef bint addr_zero(pf_addr *a, int af):
@@ -90,7 +74,7 @@ def h_clrstatus(d, ctx, bytearray buf, mem):
 
 def h_setstatusif(d, ctx, bytearray buf, mem):
     cdef pfioc_if *pi = <pfioc_if *><char *>buf
-    d.core.set_status_interface(cstring(pi.ifname, 16).encode("latin-1"))
+    d.core.set_status_interface(cstr(pi.ifname, 16).encode("latin-1"))
 
 
 def h_setdebug(d, ctx, bytearray buf, mem):
@@ -125,7 +109,7 @@ def h_natlook(d, ctx, bytearray buf, mem):
     """Find the state a proxy's connection belongs to; answer its other-side key.
     The direction picks the key: PF_IN looks on wire keys, PF_OUT on stack keys."""
     cdef pfioc_natlook *nl = <pfioc_natlook *><char *>buf
-    cdef int af = af_of(nl.af)
+    cdef int af = af_in(nl.af)
     cdef int direction = nl.direction
     if direction != PF_INOUT and direction != PF_IN and direction != PF_OUT:
         raise Invalid("direction must be PF_INOUT, PF_IN or PF_OUT")   # FreeBSD would panic
@@ -173,7 +157,7 @@ cdef _igetifaces_kif(d, pfioc_iface *io, mem):
     cdef pfi_kif *k
     if size < 0 or size > REQUEST_MAXCOUNT:
         raise Invalid("pfiio_size out of range")
-    kifs = d.core.interfaces.match(cstring(io.pfiio_name, 16))
+    kifs = d.core.interfaces.match(cstr(io.pfiio_name, 16))
     cdef int n = 0
     out = bytearray(size * sizeof(pfi_kif))
     now = int(time.time())
@@ -193,9 +177,7 @@ cdef _igetifaces_kif(d, pfioc_iface *io, mem):
 
 cdef _encode_kif(kif, pfi_kif *k):
     cdef int i
-    name = kif.name.encode("latin-1")[:15]
-    memset(k.pfik_name, 0, 16)
-    memcpy(k.pfik_name, <char *>name, len(name))
+    put_cstr(k.pfik_name, 16, kif.name)
     for i in range(8):
         (<uint64_t *>k.pfik_packets)[i] = kif.packets[i]
         (<uint64_t *>k.pfik_bytes)[i] = kif.bytes[i]
@@ -215,7 +197,7 @@ cdef _igetifaces_obsd(d, pfioc_iface *io, mem):
     cdef int i
     if io.pfiio_flags & ~PFI_FLAG_ALLMASK:
         raise Invalid("pfiio_flags outside PFI_FLAG_GROUP|PFI_FLAG_INSTANCE")
-    kifs = d.core.interfaces.match_obsd(cstring(io.pfiio_name, 16), io.pfiio_flags)
+    kifs = d.core.interfaces.match_obsd(cstr(io.pfiio_name, 16), io.pfiio_flags)
     cdef int room = max(io.pfiio_size, 0)
     cdef int fits = min(room, len(kifs))
     out = bytearray(fits * sizeof(pfi_if))
@@ -225,8 +207,7 @@ cdef _igetifaces_obsd(d, pfioc_iface *io, mem):
         if not kif.tzero:
             kif.tzero = now
         p = <pfi_if *>(<char *>out + i * sizeof(pfi_if))
-        name = kif.name.encode("latin-1")[:15]
-        memcpy(p.pfif_name, <char *>name, len(name))
+        put_cstr(p.pfif_name, 16, kif.name)
         for j in range(8):
             (<uint64_t *>p.pfif_packets)[j] = kif.packets[j]
             (<uint64_t *>p.pfif_bytes)[j] = kif.bytes[j]
@@ -244,7 +225,7 @@ def h_iclristats(d, ctx, bytearray buf, mem):
     cdef pfioc_iface *io = <pfioc_iface *><char *>buf
     if io.pfiio_flags & ~PFI_FLAG_ALLMASK:
         raise Invalid("pfiio_flags outside PFI_FLAG_GROUP|PFI_FLAG_INSTANCE")
-    kifs = d.core.interfaces.match_obsd(cstring(io.pfiio_name, 16), io.pfiio_flags)
+    kifs = d.core.interfaces.match_obsd(cstr(io.pfiio_name, 16), io.pfiio_flags)
     for kif in kifs:
         kif.clear_counters()
     io.pfiio_nzero = len(kifs)

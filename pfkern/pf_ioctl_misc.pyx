@@ -11,6 +11,7 @@ from pfkern.pfvar cimport pf_status, pfioc_iface
 from pfkern.pf cimport PfCore
 
 from pfkern.errors import Invalid
+from pfkern.pf_util cimport cstr
 
 cdef extern from "net/pfvar.h" nogil:
     enum:
@@ -96,15 +97,6 @@ OSFP_LINK_TOKEN = 0xfffff80200000000
 UINT32_MAX = 0xffffffff
 
 
-cdef str c_name(const char *p, Py_ssize_t size):
-    """A fixed-size char array up to its first NUL; all `size` bytes when unterminated, which
-    then match no kif (the kernel's strlen reaches IFNAMSIZ)."""
-    cdef Py_ssize_t n = 0
-    while n < size and p[n] != 0:
-        n += 1
-    return p[:n].decode("latin-1")
-
-
 # --- OS fingerprints --------------------------------------------------------------------------
 
 def h_osfpflush(d, ctx, bytearray buf, mem):
@@ -151,12 +143,12 @@ cdef void _put_name(char *dst, bytes name):
 def h_setifflag(d, ctx, bytearray buf, mem):
     """Never fails; pfiio_buffer, esize, size are not used."""
     cdef pfioc_iface *io = <pfioc_iface *><char *>buf
-    d.core.interfaces.set_flags(c_name(io.pfiio_name, PF_IFNAMSIZ), io.pfiio_flags)
+    d.core.interfaces.set_flags(cstr(io.pfiio_name, PF_IFNAMSIZ), io.pfiio_flags)
 
 
 def h_clrifflag(d, ctx, bytearray buf, mem):
     cdef pfioc_iface *io = <pfioc_iface *><char *>buf
-    d.core.interfaces.clear_flags(c_name(io.pfiio_name, PF_IFNAMSIZ), io.pfiio_flags)
+    d.core.interfaces.clear_flags(cstr(io.pfiio_name, PF_IFNAMSIZ), io.pfiio_flags)
 
 
 cdef object _baudrate(d, const char *ifname):
@@ -164,7 +156,7 @@ cdef object _baudrate(d, const char *ifname):
     one no interface has."""
     if ifname[0] == 0:
         raise Invalid("empty interface name")
-    rate = d.core.interfaces.baudrate(c_name(ifname, PF_IFNAMSIZ - 1))
+    rate = d.core.interfaces.baudrate(cstr(ifname, PF_IFNAMSIZ - 1))
     if rate is None:
         raise Invalid("no such interface")
     return rate

@@ -11,6 +11,7 @@ from pfkern.pf_rule cimport (Rule, PoolAddr, pf_rule, pf_addr_wrap, pfioc_rule, 
                              pfioc_trans, pfioc_trans_e, pfioc_ruleset, PF_ADDR_TABLE,
                              PF_ADDR_DYNIFTL)
 from pfkern.errors import Busy, Invalid, NoDevice
+from pfkern.pf_util cimport REGION_IN, REGION_OUT, REQUEST_MAXCOUNT, cstr, put_cstr
 
 cdef enum:
     PATH_SIZE = 1024        # PF_MAXPATHLEN
@@ -18,13 +19,10 @@ cdef enum:
     PF_GET_CLR_CNTR_ = 1
 
 
-cdef str path_of(const char *p):
+cdef inline str path_of(const char *p):
     """An anchor path field as the kernel reads it: up to the NUL, at most PATH_SIZE - 1 bytes
     (FreeBSD terminates or strlcpy()s these fields into MAXPATHLEN buffers)."""
-    cdef Py_ssize_t n = 0
-    while n < PATH_SIZE - 1 and p[n] != 0:
-        n += 1
-    return p[:n].decode("latin-1")
+    return cstr(p, PATH_SIZE - 1)
 
 
 cdef object call_of(const char *p):
@@ -33,19 +31,6 @@ cdef object call_of(const char *p):
     while n < PATH_SIZE and p[n] != 0:
         n += 1
     return None if n == PATH_SIZE else p[:n].decode("latin-1")
-
-
-cdef void put_str(char *field, Py_ssize_t size, str value):
-    """Store value NUL-padded into a char array (strlcpy semantics)."""
-    cdef bytes raw = value.encode("latin-1")[:size - 1]
-    memset(field, 0, size)
-    memcpy(field, <const char *>raw, len(raw))
-
-
-def _ioctl_constants():
-    # Late import: pf_ioctl imports this module while it is itself being imported.
-    from pfkern.pf_ioctl import REGION_IN, REGION_OUT, REQUEST_MAXCOUNT
-    return REGION_IN, REGION_OUT, REQUEST_MAXCOUNT
 
 
 # -- who loaded a rule (pf_rule.cuid/cpid) -------------------------------------------------------
@@ -131,7 +116,7 @@ def h_getrule(d, ctx, bytearray buf, mem):
     rs, rule = rulesets.get_rule(path_of(pr.anchor), pr.rule.action, pr.ticket, pr.nr)
     call = rulesets.anchor_call(rs, rule)
     rule.copyout(&pr.rule)
-    put_str(pr.anchor_call, PATH_SIZE, call)
+    put_cstr(pr.anchor_call, PATH_SIZE, call)
     addr_copyout(d.core, &pr.rule.src.addr, rule.src_table, pr.rule.af)
     addr_copyout(d.core, &pr.rule.dst.addr, rule.dst_table, pr.rule.af)
     if pr.action == PF_GET_CLR_CNTR_:
@@ -196,7 +181,7 @@ def h_getruleset(d, ctx, bytearray buf, mem):
     names = d.core.rulesets.children(path_of(pr.path))
     if pr.nr >= len(names):
         raise Busy("no anchor with that number")
-    put_str(pr.name, NAME_SIZE, names[pr.nr])
+    put_cstr(pr.name, NAME_SIZE, names[pr.nr])
 
 
 # -- transactions --------------------------------------------------------------------------------
@@ -205,7 +190,7 @@ cdef bytearray trans_array(pfioc_trans *io, mem):
     """The caller's pfioc_trans_e array, after FreeBSD's size checks."""
     if io.esize != sizeof(pfioc_trans_e):
         raise NoDevice("esize is not sizeof(struct pfioc_trans_e)")
-    if io.size < 0 or io.size > _ioctl_constants()[2]:
+    if io.size < 0 or io.size > REQUEST_MAXCOUNT:
         raise Invalid("transaction size out of range")
     if io.size == 0:
         return bytearray()
@@ -265,18 +250,17 @@ cdef list trans_regions(bytes data, int direction):
     if len(data) < <Py_ssize_t>sizeof(io):
         return []
     memcpy(&io, <const char *>data, sizeof(io))
-    if io.esize != sizeof(pfioc_trans_e) or not 0 < io.size <= _ioctl_constants()[2]:
+    if io.esize != sizeof(pfioc_trans_e) or not 0 < io.size <= REQUEST_MAXCOUNT:
         return []
     return [(<size_t>io.array, io.size * sizeof(pfioc_trans_e), direction)]
 
 
 def regions_xbegin(bytes data):
-    region_in, region_out, _ = _ioctl_constants()
-    return trans_regions(data, region_in | region_out)
+    return trans_regions(data, REGION_IN | REGION_OUT)      # tickets are written back
 
 
 def regions_xend(bytes data):
-    return trans_regions(data, _ioctl_constants()[0])
+    return trans_regions(data, REGION_IN)
 
 
 # {command name: (handler(dispatcher, fd context, argument bytearray, caller memory),

@@ -21,9 +21,8 @@ from pfkern.pf_state cimport (StateTable, pfioc_state_obsd37, pfioc_state_nbsd, 
                               pfioc_state_kill_obsd37)
 
 from pfkern.errors import Busy, NotFound
+from pfkern.pf_util cimport REGION_IN, REGION_OUT
 
-REGION_IN = 1           # the caller's buffer is read
-REGION_OUT = 2          # the caller's buffer is written (docs/architecture.md)
 
 cdef extern from "net/pfvar.h":
     # the older generations' command values (pf_ioctl's COMMANDS rows name them)

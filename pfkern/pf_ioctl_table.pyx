@@ -6,12 +6,11 @@ from libc.string cimport memcpy
 
 from pfkern.pf_table cimport (Tables, pfioc_table, pfr_addr, pfr_astats, pfr_table, pfr_tstats,
                               PFR_FLAG_FEEDBACK)
-from pfkern.pf_table import PFR_FLAG_USERIOCTL, REQUEST_MAXCOUNT
+from pfkern.pf_table import PFR_FLAG_USERIOCTL
+from pfkern.pf_util cimport REGION_IN, REGION_OUT, REQUEST_MAXCOUNT
 from pfkern.errors import Invalid, NoDevice, NoMemory
 
 # Region directions for the CUSE front's prefetch (docs/architecture.md).
-REGION_IN = 1
-REGION_OUT = 2
 
 
 cdef inline pfioc_table *table_io(bytearray buf):

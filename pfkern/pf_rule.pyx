@@ -13,6 +13,7 @@ import hashlib
 from libc.string cimport memcpy, memset, strncmp, memcmp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from pfkern.pf cimport PfCore
+from pfkern.pf_util cimport af_in, cstr
 
 cdef extern from "arpa/inet.h" nogil:
     uint32_t htonl(uint32_t)
@@ -35,19 +36,6 @@ cdef uint64_t KPTR_COUNTER = 0xfffff80500000000
 cdef uint64_t KPTR_POOLADDR = 0xfffff80600000000
 
 
-cdef inline str cstr(const char *p, Py_ssize_t size):
-    """A char array as str up to its first NUL, at most size - 1 characters: what strlcpy
-    leaves of it in a kernel buffer of the same size."""
-    cdef Py_ssize_t n = 0
-    while n < size - 1 and p[n] != 0:
-        n += 1
-    return p[:n].decode("latin-1")
-
-
-cdef inline int family_of(uint8_t af):
-    return AF_INET6 if af == AF_INET6_BSD else af
-
-
 cdef class PoolAddr:
     """One pf_pooladdr of a rule's pool or of the pool buffer."""
 
@@ -68,15 +56,15 @@ cdef class PoolAddr:
 
     @property
     def tblname(self):
-        return cstr(self.pa.addr.v.tblname, sizeof(self.pa.addr.v.tblname))
+        return cstr(self.pa.addr.v.tblname, sizeof(self.pa.addr.v.tblname) - 1)
 
     @property
     def ifname(self):
-        return cstr(self.pa.ifname, sizeof(self.pa.ifname))
+        return cstr(self.pa.ifname, sizeof(self.pa.ifname) - 1)
 
     @property
     def family(self):
-        return family_of(self.af)
+        return af_in(self.af)
 
     def addr_bytes(self):
         return (<char *>&self.pa.addr.v.a.addr)[:16]
@@ -133,7 +121,7 @@ cdef class Rule:
 
     @property
     def family(self):
-        return family_of(self.r.af)
+        return af_in(self.r.af)
 
     @property
     def rt(self):
@@ -161,23 +149,23 @@ cdef class Rule:
 
     @property
     def ifname(self):
-        return cstr(self.r.ifname, sizeof(self.r.ifname))
+        return cstr(self.r.ifname, sizeof(self.r.ifname) - 1)
 
     @property
     def label(self):
-        return cstr(self.r.label, sizeof(self.r.label))
+        return cstr(self.r.label, sizeof(self.r.label) - 1)
 
     @property
     def tagname(self):
-        return cstr(self.r.tagname, sizeof(self.r.tagname))
+        return cstr(self.r.tagname, sizeof(self.r.tagname) - 1)
 
     @property
     def match_tagname(self):
-        return cstr(self.r.match_tagname, sizeof(self.r.match_tagname))
+        return cstr(self.r.match_tagname, sizeof(self.r.match_tagname) - 1)
 
     @property
     def overload_tblname(self):
-        return cstr(self.r.overload_tblname, sizeof(self.r.overload_tblname))
+        return cstr(self.r.overload_tblname, sizeof(self.r.overload_tblname) - 1)
 
     @property
     def src_type(self):
@@ -189,11 +177,11 @@ cdef class Rule:
 
     @property
     def src_tblname(self):
-        return cstr(self.r.src.addr.v.tblname, sizeof(self.r.src.addr.v.tblname))
+        return cstr(self.r.src.addr.v.tblname, sizeof(self.r.src.addr.v.tblname) - 1)
 
     @property
     def dst_tblname(self):
-        return cstr(self.r.dst.addr.v.tblname, sizeof(self.r.dst.addr.v.tblname))
+        return cstr(self.r.dst.addr.v.tblname, sizeof(self.r.dst.addr.v.tblname) - 1)
 
     @property
     def counters(self):

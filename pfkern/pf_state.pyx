@@ -19,6 +19,7 @@ from pfkern.pfvar_priv cimport *
 from pfkern.pf cimport PfCore
 
 from pfkern.errors import Exists, Invalid, NoMemory, NotFound
+from pfkern.pf_util cimport af_in, cstr
 
 cdef extern from "<stddef.h>":
     # offsets inside the packed pfsync_state, for copies that must not take packed addresses
@@ -914,13 +915,6 @@ def struct_sizes():
             "pf_ksrc_node": sizeof(pf_ksrc_node), "pf_state_key_cmp": sizeof(pf_state_key_cmp)}
 
 
-cdef inline str _cstr(const char *p, Py_ssize_t size):
-    cdef Py_ssize_t n = 0
-    while n < size and p[n] != 0:
-        n += 1
-    return p[:n].decode("latin-1")
-
-
 class StateKeyView:
     """A copy of one state key for Python callers (DIOCNATLOOK): addr[i] 16-byte bytes,
     port[i] int in network order."""
@@ -952,12 +946,8 @@ cdef object _key_view(const pf_state_key_cmp *k):
 
 
 cdef object _state_view(const pf_kstate *st):
-    return StateView(st.id, st.creatorid, st.direction, _cstr(_kif_name(st), PF_IFNAMSIZ_),
+    return StateView(st.id, st.creatorid, st.direction, cstr(_kif_name(st), PF_IFNAMSIZ_),
                      (_key_view(&st.key[0].k), _key_view(&st.key[1].k)))
-
-
-cdef inline uint8_t _af_in(uint8_t af) noexcept nogil:
-    return AF_INET6 if af == AF_INET6_BSD else af
 
 
 cdef inline uint8_t _af_old(uint8_t af) noexcept nogil:
@@ -998,7 +988,7 @@ cdef inline void _peer_from_nbsd(const pfsync_state_peer *s, pf_kstate_peer *d) 
 cdef str _old_kif(StateTable self, const char *ifname):
     """The interface an old DIOCADDSTATE names. Those kernels created a kif for any name
     and answered ENOENT only when that failed; here the interface must exist."""
-    name = _cstr(ifname, PF_IFNAMSIZ_ - 1)
+    name = cstr(ifname, PF_IFNAMSIZ_ - 1)
     kifs = self.core.interfaces
     if kifs is None or kifs.get(name) is None:
         raise NotFound(f"unknown interface {name!r}")
@@ -1093,7 +1083,7 @@ cdef class StateTable:
         af, proto, (a0, a1), (p0, p1) = key
         a0 = bytes(a0).ljust(16, b"\0")[:16]
         a1 = bytes(a1).ljust(16, b"\0")[:16]
-        pf_state_key_fill(&k, _af_in(af), proto, <const pf_addr *><const char *>a0,
+        pf_state_key_fill(&k, af_in(af), proto, <const pf_addr *><const char *>a0,
                           <const pf_addr *><const char *>a1, p0, p1)
         self.lock()
         try:
@@ -1119,14 +1109,14 @@ cdef class StateTable:
         cdef pf_state_key_cmp wire, stack
         cdef pfsync_state_key keys[2]
         cdef char ifname[16]
-        cdef uint8_t af = _af_in(sp.af)
+        cdef uint8_t af = af_in(sp.af)
         cdef uint32_t now, timeout
         cdef int err
         if sp.timeout >= PFTM_MAX:
             raise Invalid("timeout index out of range")
         if sp.creatorid == 0:
             raise Invalid("creatorid 0")
-        name = _cstr(sp.ifname, PF_IFNAMSIZ_ - 1)       # strlcpy into a kif name (pfi_kif_find)
+        name = cstr(sp.ifname, PF_IFNAMSIZ_ - 1)       # strlcpy into a kif name (pfi_kif_find)
         kifs = self.core.interfaces
         if kifs is None or kifs.get(name) is None:
             raise Invalid(f"unknown interface {name!r}")

@@ -19,9 +19,9 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memmove, memset, strlen, strncmp
 
 from pfkern.errors import Busy, ConstTable, Invalid, NoMemory, NoSuchTable, NotFound, PfError
+from pfkern.pf_util cimport REQUEST_MAXCOUNT, af_in, cstr, put_cstr
 
 # net.pf.request_maxcount: the most elements one ioctl may carry.
-REQUEST_MAXCOUNT = 65535
 # Kernel-internal flag FreeBSD's ioctl layer adds: the request came from userland, so the
 # reserved anchor is refused.
 PFR_FLAG_USERIOCTL = 0x10000000
@@ -35,20 +35,6 @@ cdef enum:
 
 
 # --- helpers on the header's structs --------------------------------------------------------
-
-cdef inline str cstr(const char *p, size_t size):
-    """A fixed-size char array up to its first NUL."""
-    cdef size_t n = 0
-    while n < size and p[n]:
-        n += 1
-    return p[:n].decode("latin-1")
-
-
-cdef inline void put_cstr(char *dst, str value, size_t size):
-    cdef bytes raw = value.encode("latin-1")
-    memset(dst, 0, size)
-    memcpy(dst, <char *>raw, min(<size_t>len(raw), size - 1))
-
 
 cdef bint zero_padded(const char *p, size_t size):
     """NUL-terminated within size and nothing but NULs after the terminator."""
@@ -102,10 +88,6 @@ cdef inline tuple table_key(str anchor, str name):
     return (name, anchor)
 
 
-cdef inline uint8_t norm_af(uint8_t af):
-    return AF_INET6 if af == AF_INET6_BSD else af
-
-
 cdef inline int addr_len(uint8_t af):
     return 4 if af == AF_INET else 16
 
@@ -154,7 +136,7 @@ cdef bytes make_key(uint8_t af, const uint8_t *a, int net):
 
 
 cdef inline bytes addr_key(const pfr_addr *ad):
-    return make_key(norm_af(ad.pfra_af), addr_bytes(ad), ad.pfra_net)
+    return make_key(af_in(ad.pfra_af), addr_bytes(ad), ad.pfra_net)
 
 
 cdef void copyout_addr(pfr_addr *ad, KEntry ke):
@@ -662,7 +644,7 @@ cdef class Tables:
                 raise Invalid("bad address")
             if is_network(ad):
                 raise Invalid("only host addresses can be tested")
-            p = kt.radix.longest(norm_af(ad.pfra_af), addr_bytes(ad))
+            p = kt.radix.longest(af_in(ad.pfra_af), addr_bytes(ad))
             if flags & PFR_FLAG_REPLACE:
                 copyout_addr(ad, p)
             if p is None:
@@ -903,7 +885,7 @@ cdef class Tables:
             raise NoMemory("table-entries limit reached")
         ke = KEntry.__new__(KEntry)
         ke.key = key
-        ke.af = norm_af(ad.pfra_af)
+        ke.af = af_in(ad.pfra_af)
         ke.net = ad.pfra_net
         ke.neg = ad.pfra_not
         memcpy(ke.addr, addr_bytes(ad), 16)
@@ -1008,8 +990,8 @@ cdef class Tables:
         cdef KTable kt, rt
         anchor = path.lstrip("/")
         memset(&tbl, 0, sizeof(tbl))
-        put_cstr(tbl.pfrt_anchor, anchor, PF_MAXPATHLEN)
-        put_cstr(tbl.pfrt_name, name, PF_TABLE_NAME_SIZE)
+        put_cstr(tbl.pfrt_anchor, PF_MAXPATHLEN, anchor)
+        put_cstr(tbl.pfrt_name, PF_TABLE_NAME_SIZE, name)
         kt = self.lookup(&tbl)
         if kt is None:
             kt = self.create_ktable(&tbl, now(), True)
@@ -1049,7 +1031,7 @@ cdef class Tables:
         of a pf_addr, network order), or (None, None) when no table is active: what the
         datapath counts on (update_stats)."""
         cdef const uint8_t *a
-        af = norm_af(af)
+        af = af_in(af)
         if len(addr) < addr_len(af):
             raise ValueError("address shorter than its family's")
         a = addr
@@ -1101,7 +1083,7 @@ cdef inline KTable effective(KTable kt):
 
 cdef void fill_table(pfr_table *out, KTable kt):
     memset(out, 0, sizeof(pfr_table))
-    put_cstr(out.pfrt_anchor, kt.anchor, PF_MAXPATHLEN)
-    put_cstr(out.pfrt_name, kt.name, PF_TABLE_NAME_SIZE)
+    put_cstr(out.pfrt_anchor, PF_MAXPATHLEN, kt.anchor)
+    put_cstr(out.pfrt_name, PF_TABLE_NAME_SIZE, kt.name)
     out.pfrt_flags = kt.flags
     out.pfrt_fback = kt.fback
