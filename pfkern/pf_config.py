@@ -152,9 +152,10 @@ def attach_kifs(interfaces, datapath, names):
 
 # ---- start / stop -----------------------------------------------------------------------------------
 class DatapathHandle:
-    def __init__(self, datapath, names):
+    def __init__(self, datapath, names, pf_filter=None):
         self.datapath = datapath
         self.names = names
+        self.filter = pf_filter         # pf_test.Filter: pf_test on the datapath, or None
 
     def stats(self, name):
         return self.datapath.stats(name)
@@ -164,6 +165,9 @@ class DatapathHandle:
             self.datapath.close()
             log.info("datapath stopped")
             self.datapath = None
+        if self.filter is not None:
+            self.filter.close()
+            self.filter = None
 
 
 def build(interfaces, routes, options):
@@ -195,9 +199,14 @@ def start_datapath(args, core):
     names = [spec["name"] for spec in interfaces]
     if core is not None and getattr(core, "interfaces", None) is not None:
         attach_kifs(core.interfaces, dp, names)
+    pf_filter = None
+    if core is not None and getattr(core, "states", None) is not None:
+        from pfkern.pf_test import Filter
+        pf_filter = Filter(core, dp)
+        pf_filter.attach()
     dp.start()
     for name, ifindex, mac, mtu in dp.interfaces():
         log.info("datapath interface %s (ifindex %d) mac %s mtu %d", name, ifindex, mac, mtu)
     for prefix, gw, dev in dp.routes():
         log.info("route %s %s %s", prefix, f"via {gw}" if gw else "dev", dev)
-    return DatapathHandle(dp, names)
+    return DatapathHandle(dp, names, pf_filter)

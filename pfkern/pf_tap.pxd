@@ -148,6 +148,10 @@ ctypedef struct tap_engine:
 
 # The hook: pf_test (or PF_PASS when none is installed), then the kif counters.
 cdef int tap_pf_hook(tap_engine *e, int dir, tap_if *ifp, tap_pkt *p) noexcept nogil
+# What pf_test sends back for `block return` (after releasing its lock; never about a packet the
+# router built): an ICMP/ICMPv6 error about p to its source, or a TCP RST|ACK for p (ttl 0 = 64).
+cdef void tap_send_icmp_error(tap_engine *e, tap_pkt *p, uint8_t type, uint8_t code) noexcept nogil
+cdef void tap_send_rst(tap_engine *e, tap_pkt *p, uint8_t ttl) noexcept nogil
 # The forwarding loop; returns when e.stop is set (Datapath.stop writes e.wakefd).
 cdef void tap_run(tap_engine *e) noexcept nogil
 

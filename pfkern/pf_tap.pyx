@@ -859,6 +859,66 @@ cdef void icmp6_error(tap_engine *e, tap_pkt *p, uint8_t type, uint8_t code, uin
     put16(icmp + 2, csum_fold(csum_add(pseudo6(ip + 8, ip + 24, 8 + quote, 58), icmp, 8 + quote)))
     ip6_send_local(e, ip, 48 + quote, p.rcvif)
 
+# ---- what pf_test sends back (block return) ---------------------------------------------------------
+cdef void tap_send_icmp_error(tap_engine *e, tap_pkt *p, uint8_t type, uint8_t code) noexcept nogil:
+    """pf_send_icmp: an ICMP/ICMPv6 error about p (not a packet the router built) to its source."""
+    if p.l3 >= e.txbuf and p.l3 < e.txbuf + sizeof(e.txbuf):
+        return
+    if p.af == AF_INET:
+        icmp4_error(e, p, type, code, 0)
+    else:
+        icmp6_error(e, p, type, code, 0)
+
+cdef void tap_send_rst(tap_engine *e, tap_pkt *p, uint8_t ttl) noexcept nogil:
+    """pf_send_tcp(RST|ACK) for a TCP packet p: from its destination to its source, seq = its
+    ack, ack = its seq + segment length (SYN and FIN count one)."""
+    cdef uint8_t *th = p.l4
+    cdef uint8_t *ip = e.txbuf + ETH_HLEN
+    cdef uint8_t *tcp
+    cdef uint32_t hl, plen, seq, ack
+    cdef uint8_t ph[4]
+    if th == NULL or not p.l4ok or p.proto != 6 or (th[13] & 0x04):
+        return
+    if p.l3 >= e.txbuf and p.l3 < e.txbuf + sizeof(e.txbuf):
+        return
+    hl = (th[12] >> 4) * 4
+    plen = p.len - p.l4off - hl if p.len >= p.l4off + hl else 0
+    ack = ((<uint32_t>th[4] << 24) | (<uint32_t>th[5] << 16) | (<uint32_t>th[6] << 8) | th[7]) + plen
+    if th[13] & 0x02:
+        ack += 1
+    if th[13] & 0x01:
+        ack += 1
+    seq = (<uint32_t>th[8] << 24) | (<uint32_t>th[9] << 16) | (<uint32_t>th[10] << 8) | th[11]
+    tcp = ip + (20 if p.af == AF_INET else 40)
+    memcpy(tcp, th + 2, 2)              # source port: the packet's destination port
+    memcpy(tcp + 2, th, 2)
+    put16(tcp + 4, seq >> 16)
+    put16(tcp + 6, seq & 0xffff)
+    put16(tcp + 8, ack >> 16)
+    put16(tcp + 10, ack & 0xffff)
+    tcp[12] = 5 << 4
+    tcp[13] = 0x04 | 0x10               # RST|ACK
+    put16(tcp + 14, 0)
+    put16(tcp + 16, 0)
+    put16(tcp + 18, 0)
+    if p.af == AF_INET:
+        ip4_header(e, ip, 40, 6, p.dst, p.src)
+        if ttl:
+            ip[8] = ttl
+            put16(ip + 10, 0)
+            put16(ip + 10, csum_fold(csum_add(0, ip, 20)))
+        ph[0] = 0
+        ph[1] = 6
+        ph[2] = 0
+        ph[3] = 20
+        put16(tcp + 16, csum_fold(csum_add(csum_add(csum_add(0, ip + 12, 8), ph, 4), tcp, 20)))
+        ip4_send_local(e, ip, 40)
+    else:
+        ip6_header(ip, 20, 6, ttl if ttl else 64, p.dst, p.src)
+        put16(tcp + 16, csum_fold(csum_add(pseudo6(ip + 8, ip + 24, 20, 6), tcp, 20)))
+        ip6_send_local(e, ip, 60, p.rcvif)
+
+
 cdef const uint8_t *nd_option(uint8_t *opt, uint32_t n, uint8_t want) noexcept nogil:
     """The 6-byte link-layer address of the first option of type `want`, or NULL."""
     cdef uint32_t i = 0, olen

@@ -1,0 +1,1381 @@
+# cython: language_level=3
+"""pf_test on the datapath (FreeBSD 12.1 pf.c): filter evaluation over rulesets compiled at
+commit, keep state through pf_state's C table, TCP window tracking, UDP/ICMP/other pseudo-states,
+ICMP errors matched to the state of the packet they quote, block return, state purge.
+
+Shape:
+- `Filter(core, datapath)` registers `core.rulesets.on_commit`; every commit of a filter ruleset
+  (any anchor) recompiles the main filter ruleset and the anchors it calls into C arrays
+  (`cf_gen`) outside any lock, then swaps `e.gen` under the engine lock (the state table's
+  `t.lock`, which the datapath holds for the length of one pf_test): no packet sees half a
+  ruleset, and the control plane holds the lock for a pointer store.
+- Compiled rules point at the committed `Rule.r` structs: evaluations, packets, bytes and
+  states_cur/tot are bumped in place, so DIOCGETRULE shows them.
+- `pf_test_hook` is tap_engine.pf_test; it runs without the GIL, allocation-free (states come
+  from pf_state's pools).
+- A purge thread (PFTM_INTERVAL) unlinks expired states and recounts states_cur.
+
+What FreeBSD has and this does not (yet): tables in rules (a table address never matches, as an
+inactive table in FreeBSD), no-route/urpf-failed addresses (never match), tags carried between the
+input and output pass of a packet, os fingerprints (never match), route-to/reply-to/dup-to,
+modulate/synproxy state (treated as keep state), source tracking and its limits, scrub, NAT/RDR/
+BINAT, logging to pflog.
+"""
+import logging
+import os
+import threading
+
+from cpython.bytes cimport PyBytes_AsString
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset, memcpy, memcmp, strncpy, strlen
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr_t
+
+from pfkern.pfvar cimport (pf_addr, pf_status, PF_IN, PF_OUT, PF_PASS, PF_DROP, PFRES_MAX,
+                           PFTM_INTERVAL, PFTM_MAX, PFI_IFLAG_SKIP)
+from pfkern.pfvar_priv cimport (pf_state_table, pf_state_key_cmp, pf_kstate, pf_kstate_peer,
+                                pf_match_addr, pf_match_port, pf_match, pthread_mutex_lock,
+                                pthread_mutex_unlock, ntohs, htons, ntohl, htonl, AF_INET,
+                                AF_INET6, PF_NO_RULE, PF_SK_WIRE, PF_SK_STACK, PF_OP_EQ, PF_OP_NE)
+from pfkern.pf_state cimport (pf_uptime, pf_state_key_fill, pf_state_alloc, pf_state_release,
+                              pf_state_insert, pf_unlink_state, pf_find_state, pf_state_expires,
+                              StateTable)
+from pfkern.pf_rule cimport Rule, pf_rule_addr
+from pfkern.pf cimport PfCore
+from pfkern.pf_tap cimport tap_if, tap_pkt, tap_engine, Datapath
+
+log = logging.getLogger("pfd.pf_test")
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *, unsigned long, int)
+    enum:
+        POLLIN
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    int eventfd(unsigned int, int)
+    enum:
+        EFD_CLOEXEC
+        EFD_NONBLOCK
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t read(int, void *, size_t)
+    ssize_t write(int, const void *, size_t)
+    int close(int)
+
+cdef extern from "<sys/random.h>" nogil:
+    ssize_t getrandom(void *, size_t, unsigned int)
+
+# The members of struct pf_rule the packet path reads (pf_rule.pxd declares the rest of the
+# struct under the same C name; nothing here restates a layout).
+cdef extern from "net/pfvar.h" nogil:
+    enum:
+        PF_SKIP_IFP
+        PF_SKIP_DIR
+        PF_SKIP_AF
+        PF_SKIP_PROTO
+        PF_SKIP_SRC_ADDR
+        PF_SKIP_SRC_PORT
+        PF_SKIP_DST_ADDR
+        PF_SKIP_DST_PORT
+        PF_ADDR_ADDRMASK
+        PF_ADDR_NOROUTE
+        PF_ADDR_DYNIFTL
+        PF_ADDR_TABLE
+        PF_ADDR_URPFFAILED
+        PF_ADDR_RANGE
+        PFRES_MATCH
+        PFRES_FRAG
+        PFRES_SHORT
+        PFRES_MEMORY
+        PFRES_IPOPTIONS
+        PFRES_BADSTATE
+        PFRES_STATEINS
+        PFRES_MAXSTATES
+        PFTM_TCP_FIRST_PACKET
+        PFTM_TCP_OPENING
+        PFTM_TCP_ESTABLISHED
+        PFTM_TCP_CLOSING
+        PFTM_TCP_FIN_WAIT
+        PFTM_TCP_CLOSED
+        PFTM_UDP_FIRST_PACKET
+        PFTM_UDP_SINGLE
+        PFTM_UDP_MULTIPLE
+        PFTM_ICMP_FIRST_PACKET
+        PFTM_ICMP_ERROR_REPLY
+        PFTM_OTHER_FIRST_PACKET
+        PFTM_OTHER_SINGLE
+        PFTM_OTHER_MULTIPLE
+        PFTM_PURGE
+        PFUDPS_NO_TRAFFIC
+        PFUDPS_SINGLE
+        PFUDPS_MULTIPLE
+        PFOTHERS_NO_TRAFFIC
+        PFOTHERS_SINGLE
+        PFOTHERS_MULTIPLE
+        PF_WSCALE_FLAG
+        PF_WSCALE_MASK
+        PF_LOG_ALL
+        PFRULE_RETURNRST
+        PFRULE_FRAGMENT
+        PFRULE_RETURNICMP
+        PFRULE_RETURN
+        PFRULE_IFBOUND
+        PFRULE_STATESLOPPY
+        PFSTATE_ALLOWOPTS
+        PFSTATE_SLOPPY
+        LCNT_STATES
+        PFI_AFLAG_NETWORK
+
+    struct pf_rule_uid_x "pf_rule_uid":
+        uint32_t uid[2]
+        uint8_t op
+
+    struct pf_rule_gid_x "pf_rule_gid":
+        uint32_t gid[2]
+        uint8_t op
+
+    struct pf_rule_x "pf_rule":
+        pf_rule_addr src
+        pf_rule_addr dst
+        char label[64]
+        uint64_t evaluations
+        uint64_t packets[2]
+        uint64_t bytes[2]
+        uint32_t os_fingerprint
+        uint32_t max_states
+        uint32_t nr
+        uint32_t prob
+        uint16_t return_icmp
+        uint16_t return_icmp6
+        uint16_t tag
+        uint16_t match_tag
+        pf_rule_uid_x uid
+        pf_rule_gid_x gid
+        uint32_t rule_flag
+        uint8_t action
+        uint8_t direction
+        uint8_t log
+        uint8_t quick
+        uint8_t ifnot
+        uint8_t match_tag_not
+        uint8_t keep_state
+        uint8_t af
+        uint8_t proto
+        uint8_t type
+        uint8_t code
+        uint8_t flags
+        uint8_t flagset
+        uint8_t allow_opts
+        uint8_t return_ttl
+        uint8_t tos
+        uint8_t prio
+        uint64_t u_states_cur
+        uint64_t u_states_tot
+
+# block return through the router (pf_tap): RST for TCP, ICMP/ICMPv6 unreachable otherwise
+cdef extern from *:
+    """
+    #define PF_RET_NONE 0
+    #define PF_RET_RST 1
+    #define PF_RET_ICMP 2
+    #define PF_RET_ICMP6 3
+    """
+    enum:
+        PF_RET_NONE
+        PF_RET_RST
+        PF_RET_ICMP
+        PF_RET_ICMP6
+
+from pfkern.pf_tap cimport tap_send_rst, tap_send_icmp_error
+
+cdef enum:
+    AF_INET6_BSD = 28
+    IPPROTO_ICMP = 1
+    IPPROTO_TCP = 6
+    IPPROTO_UDP = 17
+    IPPROTO_ICMPV6 = 58
+    TH_FIN = 0x01
+    TH_SYN = 0x02
+    TH_RST = 0x04
+    TH_ACK = 0x10
+    TCPS_CLOSED = 0
+    TCPS_SYN_SENT = 2
+    TCPS_ESTABLISHED = 4
+    TCPS_CLOSING = 7
+    TCPS_FIN_WAIT_2 = 9
+    TCPS_TIME_WAIT = 10
+    MAXACKWINDOW = 0xffff + 1500
+
+
+cdef uint32_t UID_MAX = <uint32_t>-1
+
+
+# ---- the packet descriptor (FreeBSD struct pf_pdesc) ---------------------------------------------
+ctypedef struct pdesc:
+    tap_pkt *p
+    tap_if *ifp
+    int dir
+    pf_addr *src
+    pf_addr *dst
+    uint16_t sport                  # network order; ICMP: the id
+    uint16_t dport
+    uint8_t af
+    uint8_t proto
+    uint8_t tos
+    uint8_t icmptype
+    uint8_t icmpcode
+    uint8_t state_icmp
+    uint32_t tot_len
+    uint32_t p_len                  # TCP payload length
+    uint8_t *th                     # TCP header
+
+# What pf_test_rule found: the rule, the top-level anchor rule it was reached through, the tag.
+ctypedef struct evalctx:
+    cf_rule *rm
+    cf_rule *am
+    cf_rule *acur
+    int match
+    int tag
+    int depth
+
+
+cdef inline uint32_t rand32(pf_engine *e) noexcept nogil:
+    cdef uint64_t x = e.rng
+    x ^= x << 13
+    x ^= x >> 7
+    x ^= x << 17
+    e.rng = x
+    return <uint32_t>(x >> 16)
+
+cdef inline uint16_t rd16(const uint8_t *p) noexcept nogil:
+    return (<uint16_t>p[0] << 8) | p[1]
+
+cdef inline uint32_t rd32(const uint8_t *p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+cdef inline bint seq_gt(uint32_t a, uint32_t b) noexcept nogil:
+    return <int32_t>(a - b) > 0
+
+cdef inline bint seq_geq(uint32_t a, uint32_t b) noexcept nogil:
+    return <int32_t>(a - b) >= 0
+
+cdef inline void reason_set(pf_engine *e, int *reason, int r) noexcept nogil:
+    """REASON_SET: remember the reason and count it in pf_status."""
+    reason[0] = r
+    if r < PFRES_MAX:
+        e.status.counters[r] += 1
+
+
+# ---- matching (pf_match_addr & co.) -----------------------------------------------------------------
+cdef inline bint azero(const pf_addr *a, uint8_t af) noexcept nogil:
+    if af == AF_INET:
+        return a.addr32[0] == 0
+    return (a.addr32[0] | a.addr32[1] | a.addr32[2] | a.addr32[3]) == 0
+
+cdef bint match_range(const pf_addr *lo, const pf_addr *hi, const pf_addr *a, uint8_t af) noexcept nogil:
+    """pf_match_addr_range: lo <= a <= hi, as numbers."""
+    cdef int i, n = 1 if af == AF_INET else 4
+    for i in range(n):
+        if ntohl(a.addr32[i]) > ntohl(lo.addr32[i]):
+            break
+        if ntohl(a.addr32[i]) < ntohl(lo.addr32[i]):
+            return False
+    for i in range(n):
+        if ntohl(a.addr32[i]) < ntohl(hi.addr32[i]):
+            break
+        if ntohl(a.addr32[i]) > ntohl(hi.addr32[i]):
+            return False
+    return True
+
+cdef bint match_dyn(const cf_dyn *d, const pf_addr *a, uint8_t af) noexcept nogil:
+    cdef int i
+    if d == NULL:
+        return False
+    for i in range(d.n):
+        if d.af[i] == af and pf_match_addr(0, &d.addr[i], &d.mask[i], a, af):
+            return True
+    return False
+
+cdef inline bint mismatch_aw(const pf_rule_addr *ra, const cf_dyn *dyn, const pf_addr *x,
+                             uint8_t af) noexcept nogil:
+    """PF_MISMATCHAW: the address does not match the rule's address wrap (negation applied)."""
+    cdef uint8_t t = ra.addr.type
+    cdef bint bad
+    if t == PF_ADDR_ADDRMASK:
+        bad = (not azero(&ra.addr.v.a.mask, af) and
+               not pf_match_addr(0, &ra.addr.v.a.addr, &ra.addr.v.a.mask, x, af))
+    elif t == PF_ADDR_RANGE:
+        bad = not match_range(&ra.addr.v.a.addr, &ra.addr.v.a.mask, x, af)
+    elif t == PF_ADDR_DYNIFTL:
+        bad = not match_dyn(dyn, x, af)
+    else:
+        # tables (not yet on the datapath: as an inactive table), no-route, urpf-failed
+        bad = True
+    return bad != (ra.neg != 0)
+
+cdef inline bint match_uid(uint8_t op, uint32_t a1, uint32_t a2, uint32_t u) noexcept nogil:
+    """pf_match_uid/gid: forwarded packets have no socket, their uid is UID_MAX."""
+    if u == UID_MAX and op != PF_OP_EQ and op != PF_OP_NE:
+        return False
+    return pf_match(op, a1, a2, u)
+
+
+# ---- pf_test_rule's walk ------------------------------------------------------------------------------
+cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexcept nogil:
+    """Walk one ruleset (pf_test_rule's loop, anchors by recursion as pf_step_into_anchor /
+    pf_step_out_of_anchor do by stack); 1 = stop evaluating (a quick match)."""
+    cdef uint32_t i = 0, n = rs.n
+    cdef cf_rule *cr
+    cdef pf_rule_x *r
+    cdef bint kmatch, fmatch, top
+    cdef int k, mtag
+    while i < n:
+        cr = &rs.rules[i]
+        r = <pf_rule_x *>cr.r
+        r.evaluations += 1
+        kmatch = (not cr.has_if) or ((cr.ifmask >> pd.ifp.index) & 1)
+        if kmatch == (r.ifnot != 0):
+            i = cr.skip[PF_SKIP_IFP]
+        elif r.direction and r.direction != pd.dir:
+            i = cr.skip[PF_SKIP_DIR]
+        elif cr.af and cr.af != pd.af:
+            i = cr.skip[PF_SKIP_AF]
+        elif r.proto and r.proto != pd.proto:
+            i = cr.skip[PF_SKIP_PROTO]
+        elif mismatch_aw(&r.src, cr.src_dyn, pd.src, pd.af):
+            i = cr.skip[PF_SKIP_SRC_ADDR]
+        elif r.src.port_op and not pf_match_port(r.src.port_op, r.src.port[0], r.src.port[1], pd.sport):
+            i = cr.skip[PF_SKIP_SRC_PORT]
+        elif mismatch_aw(&r.dst, cr.dst_dyn, pd.dst, pd.af):
+            i = cr.skip[PF_SKIP_DST_ADDR]
+        elif r.dst.port_op and not pf_match_port(r.dst.port_op, r.dst.port[0], r.dst.port[1], pd.dport):
+            i = cr.skip[PF_SKIP_DST_PORT]
+        elif r.type and r.type != pd.icmptype + 1:
+            i += 1
+        elif r.code and r.code != pd.icmpcode + 1:
+            i += 1
+        elif r.tos and r.tos != pd.tos:
+            i += 1
+        elif r.rule_flag & PFRULE_FRAGMENT:
+            i += 1
+        elif pd.proto == IPPROTO_TCP and (r.flagset & pd.p.tcp_flags) != r.flags:
+            i += 1
+        elif r.uid.op and not match_uid(r.uid.op, r.uid.uid[0], r.uid.uid[1], UID_MAX):
+            i += 1
+        elif r.gid.op and not match_uid(r.gid.op, r.gid.gid[0], r.gid.gid[1], UID_MAX):
+            i += 1
+        elif r.prio:
+            i += 1                  # no 802.1q priority on TAP frames: never matches
+        elif r.prob and r.prob <= rand32(e):
+            i += 1
+        elif r.match_tag and not match_tag(r, c):
+            i += 1
+        elif r.os_fingerprint != 0:
+            i += 1                  # no passive OS fingerprinting here
+        else:
+            if r.tag:
+                c.tag = r.tag
+            if not cr.is_anchor:
+                c.match = 1
+                c.rm = cr
+                c.am = c.acur
+                if r.quick:
+                    return 1
+                i += 1
+            else:
+                if c.depth >= CF_STACKSIZE:
+                    i += 1
+                    continue
+                c.match = 0
+                top = c.depth == 0
+                if top:
+                    c.acur = cr
+                c.depth += 1
+                fmatch = False
+                if cr.wildcard:
+                    for k in range(cr.nchildren):
+                        if eval_ruleset(e, cr.children[k], pd, c):
+                            return 1
+                        if c.match:
+                            fmatch = True
+                            c.match = 0
+                elif cr.anchor != NULL:
+                    if eval_ruleset(e, cr.anchor, pd, c):
+                        return 1
+                c.depth -= 1
+                if top:
+                    c.acur = NULL
+                if (fmatch or c.match) and r.quick:
+                    return 1
+                i += 1
+    return 0
+
+cdef inline bint match_tag(pf_rule_x *r, evalctx *c) noexcept nogil:
+    """pf_match_tag; the packet's own tag is 0 (tags are not carried between passes yet)."""
+    if c.tag == -1:
+        c.tag = 0
+    return ((not r.match_tag_not and r.match_tag == c.tag) or
+            (r.match_tag_not and r.match_tag != c.tag))
+
+
+# ---- state keys and state lookups ----------------------------------------------------------------
+cdef inline void key_of(pf_state_key_cmp *k, uint8_t af, uint8_t proto, const pf_addr *src,
+                        const pf_addr *dst, uint16_t sport, uint16_t dport, int dir) noexcept nogil:
+    """The key a packet looks up / creates: index 0 is the source on the way in (wire side,
+    straight), the destination on the way out (stack side, reversed)."""
+    if dir == PF_IN:
+        pf_state_key_fill(k, af, proto, src, dst, sport, dport)
+    else:
+        pf_state_key_fill(k, af, proto, dst, src, dport, sport)
+
+cdef inline cf_rule *state_rule(pf_engine *e, pf_kstate *st, cf_rule **anchor) noexcept nogil:
+    """The compiled rule that created a state, if it belongs to the active generation (states
+    keep rule numbers; a state older than the last commit belongs to rules that are gone)."""
+    cdef cf_gen *g = e.gen
+    cdef cf_rule *a
+    anchor[0] = NULL
+    if g == NULL or st.creation < g.commit_time or st.rule == PF_NO_RULE:
+        return NULL
+    if st.anchor == PF_NO_RULE:
+        if st.rule < <uint32_t>g.main.n:
+            return &g.main.rules[st.rule]
+        return NULL
+    if st.anchor >= <uint32_t>g.main.n:
+        return NULL
+    a = &g.main.rules[st.anchor]
+    anchor[0] = a
+    if a.anchor != NULL and not a.wildcard and st.rule < <uint32_t>a.anchor.n:
+        return &a.anchor.rules[st.rule]
+    return NULL
+
+cdef void state_unlink(pf_engine *e, pf_kstate *st) noexcept nogil:
+    """pf_unlink_state with STATE_DEC_COUNTERS on its rules."""
+    cdef cf_rule *a
+    cdef cf_rule *r = state_rule(e, st, &a)
+    if r != NULL and (<pf_rule_x *>r.r).u_states_cur:
+        (<pf_rule_x *>r.r).u_states_cur -= 1
+    if a != NULL and (<pf_rule_x *>a.r).u_states_cur:
+        (<pf_rule_x *>a.r).u_states_cur -= 1
+    pf_unlink_state(e.t, st)
+
+
+cdef uint8_t get_wscale(const uint8_t *th, uint32_t avail) noexcept nogil:
+    """pf_get_wscale: the window scale option of a TCP header, PF_WSCALE_FLAG set when present."""
+    cdef uint32_t hlen = (th[12] >> 4) * 4
+    cdef const uint8_t *opt
+    cdef uint8_t wscale = 0, optlen
+    cdef int n
+    if hlen <= 20 or hlen > avail:
+        return 0
+    opt = th + 20
+    n = hlen - 20
+    while n >= 3:
+        if opt[0] == 0 or opt[0] == 1:
+            opt += 1
+            n -= 1
+            continue
+        if opt[0] == 3:
+            wscale = opt[2]
+            if wscale > 14:
+                wscale = 14
+            wscale |= PF_WSCALE_FLAG
+        optlen = opt[1]
+        if optlen < 2:
+            optlen = 2
+        n -= optlen
+        opt += optlen
+    return wscale
+
+
+cdef inline void tcp_timeout(pf_kstate *st, pf_kstate_peer *src, pf_kstate_peer *dst) noexcept nogil:
+    if src.state >= TCPS_FIN_WAIT_2 and dst.state >= TCPS_FIN_WAIT_2:
+        st.timeout = PFTM_TCP_CLOSED
+    elif src.state >= TCPS_CLOSING and dst.state >= TCPS_CLOSING:
+        st.timeout = PFTM_TCP_FIN_WAIT
+    elif src.state < TCPS_ESTABLISHED or dst.state < TCPS_ESTABLISHED:
+        st.timeout = PFTM_TCP_OPENING
+    elif src.state >= TCPS_CLOSING or dst.state >= TCPS_CLOSING:
+        st.timeout = PFTM_TCP_CLOSING
+    else:
+        st.timeout = PFTM_TCP_ESTABLISHED
+
+
+cdef int tcp_track_full(pf_engine *e, pf_kstate_peer *src, pf_kstate_peer *dst, pf_kstate *st,
+                        pdesc *pd, int *reason, uint32_t now) noexcept nogil:
+    """pf_tcp_track_full (no scrub, no sequence modulation)."""
+    cdef uint8_t *th = pd.th
+    cdef uint8_t flags = th[13]
+    cdef uint32_t win = rd16(th + 14)
+    cdef uint32_t ack, end, seq, orig_seq
+    cdef uint8_t sws, dws
+    cdef int32_t ackskew
+    cdef uint32_t dmw
+    if src.wscale and dst.wscale and not (flags & TH_SYN):
+        sws = src.wscale & PF_WSCALE_MASK
+        dws = dst.wscale & PF_WSCALE_MASK
+    else:
+        sws = dws = 0
+    orig_seq = seq = rd32(th + 4)
+    if src.seqlo == 0:
+        # first packet from this end
+        ack = rd32(th + 8)
+        end = seq + pd.p_len
+        if flags & TH_SYN:
+            end += 1
+            if dst.wscale & PF_WSCALE_FLAG:
+                src.wscale = get_wscale(th, pd.tot_len - pd.p.l4off)
+                if src.wscale & PF_WSCALE_FLAG:
+                    sws = src.wscale & PF_WSCALE_MASK
+                    win = (win + (1u << sws) - 1) >> sws
+                    dws = dst.wscale & PF_WSCALE_MASK
+                else:
+                    dst.max_win = <uint16_t>(dst.max_win << (dst.wscale & PF_WSCALE_MASK))
+                    dst.wscale = 0
+        if flags & TH_FIN:
+            end += 1
+        src.seqlo = seq
+        if src.state < TCPS_SYN_SENT:
+            src.state = TCPS_SYN_SENT
+        dmw = <uint32_t>dst.max_win << dws
+        if dmw < 1:
+            dmw = 1
+        if src.seqhi == 1 or seq_geq(end + dmw, src.seqhi):
+            src.seqhi = end + dmw
+        if win > src.max_win:
+            src.max_win = <uint16_t>win
+    else:
+        ack = rd32(th + 8) - dst.seqdiff
+        end = seq + pd.p_len
+        if flags & TH_SYN:
+            end += 1
+        if flags & TH_FIN:
+            end += 1
+    if (flags & TH_ACK) == 0:
+        ack = dst.seqlo
+    elif (ack == 0 and (flags & (TH_ACK | TH_RST)) == (TH_ACK | TH_RST)) or dst.state < TCPS_SYN_SENT:
+        ack = dst.seqlo
+    if seq == end:
+        seq = src.seqlo
+        end = seq
+    ackskew = <int32_t>(dst.seqlo - ack)
+    if (seq_geq(src.seqhi, end) and
+            seq_geq(seq, src.seqlo - (<uint32_t>dst.max_win << dws)) and
+            ackskew >= -MAXACKWINDOW and
+            ackskew <= (MAXACKWINDOW << sws)):
+        # (the RST exact-match clause applies only to reassembled packets: none here)
+        if src.max_win < win:
+            src.max_win = <uint16_t>win
+        if seq_gt(end, src.seqlo):
+            src.seqlo = end
+        if seq_geq(ack + (win << sws), dst.seqhi):
+            dst.seqhi = ack + (win << sws if (win << sws) > 1 else 1)
+        if flags & TH_SYN:
+            if src.state < TCPS_SYN_SENT:
+                src.state = TCPS_SYN_SENT
+        if flags & TH_FIN:
+            if src.state < TCPS_CLOSING:
+                src.state = TCPS_CLOSING
+        if flags & TH_ACK:
+            if dst.state == TCPS_SYN_SENT:
+                dst.state = TCPS_ESTABLISHED
+            elif dst.state == TCPS_CLOSING:
+                dst.state = TCPS_FIN_WAIT_2
+        if flags & TH_RST:
+            src.state = dst.state = TCPS_TIME_WAIT
+        st.expire = now
+        tcp_timeout(st, src, dst)
+    elif ((dst.state < TCPS_SYN_SENT or dst.state >= TCPS_FIN_WAIT_2 or src.state >= TCPS_FIN_WAIT_2)
+          and seq_geq(src.seqhi + MAXACKWINDOW, end) and seq_geq(seq, src.seqlo - MAXACKWINDOW)):
+        # loose match: shotgunned SYNs, a connection picked up midway, funk after the close
+        if src.max_win < win:
+            src.max_win = <uint16_t>win
+        if seq_gt(end, src.seqlo):
+            src.seqlo = end
+        if seq_geq(ack + (win << sws), dst.seqhi):
+            dst.seqhi = ack + (win << sws if (win << sws) > 1 else 1)
+        if flags & TH_FIN:
+            if src.state < TCPS_CLOSING:
+                src.state = TCPS_CLOSING
+        if flags & TH_RST:
+            src.state = dst.state = TCPS_TIME_WAIT
+    else:
+        if st.dst.state == TCPS_SYN_SENT and st.src.state == TCPS_SYN_SENT:
+            # FreeBSD sends a RST for a mismatch during the handshake; resynchronise
+            src.seqlo = 0
+            src.seqhi = 1
+            src.max_win = 1
+        reason_set(e, reason, PFRES_BADSTATE)
+        return PF_DROP
+    return PF_PASS
+
+
+cdef int tcp_track_sloppy(pf_kstate_peer *src, pf_kstate_peer *dst, pf_kstate *st, pdesc *pd,
+                          uint32_t now) noexcept nogil:
+    cdef uint8_t flags = pd.th[13]
+    if flags & TH_SYN:
+        if src.state < TCPS_SYN_SENT:
+            src.state = TCPS_SYN_SENT
+    if flags & TH_FIN:
+        if src.state < TCPS_CLOSING:
+            src.state = TCPS_CLOSING
+    if flags & TH_ACK:
+        if dst.state == TCPS_SYN_SENT:
+            dst.state = TCPS_ESTABLISHED
+        elif dst.state == TCPS_CLOSING:
+            dst.state = TCPS_FIN_WAIT_2
+        elif src.state == TCPS_SYN_SENT and dst.state < TCPS_SYN_SENT:
+            dst.state = src.state = TCPS_ESTABLISHED
+        elif src.state == TCPS_CLOSING and dst.state == TCPS_ESTABLISHED and dst.seqlo == 0:
+            dst.state = TCPS_CLOSING
+    if flags & TH_RST:
+        src.state = dst.state = TCPS_TIME_WAIT
+    st.expire = now
+    tcp_timeout(st, src, dst)
+    return PF_PASS
+
+
+cdef int test_state(pf_engine *e, pdesc *pd, pf_kstate **sp, int *reason, uint32_t now) noexcept nogil:
+    """pf_test_state_tcp/udp/other and the query half of pf_test_state_icmp: PF_PASS with *sp
+    set, PF_DROP with *sp NULL (no state: evaluate the rules), PF_DROP with *sp set (the state
+    refused the packet)."""
+    cdef pf_state_key_cmp k
+    cdef pf_kstate *st
+    cdef pf_kstate_peer *src
+    cdef pf_kstate_peer *dst
+    key_of(&k, pd.af, pd.proto, pd.src, pd.dst, pd.sport, pd.dport, pd.dir)
+    st = pf_find_state(e.t, pd.ifp.name, &k, pd.dir)
+    sp[0] = st
+    if st == NULL:
+        return PF_DROP
+    if pd.dir == st.direction:
+        src = &st.src
+        dst = &st.dst
+    else:
+        src = &st.dst
+        dst = &st.src
+    if pd.proto == IPPROTO_TCP:
+        if ((pd.th[13] & (TH_SYN | TH_ACK)) == TH_SYN and dst.state >= TCPS_FIN_WAIT_2 and
+                src.state >= TCPS_FIN_WAIT_2):
+            # a new connection on the key of a closed one: the old state goes
+            st.src.state = st.dst.state = TCPS_CLOSED
+            state_unlink(e, st)
+            sp[0] = NULL
+            return PF_DROP
+        if st.state_flags & PFSTATE_SLOPPY:
+            return tcp_track_sloppy(src, dst, st, pd, now)
+        return tcp_track_full(e, src, dst, st, pd, reason, now)
+    if pd.proto == IPPROTO_UDP:
+        if src.state < PFUDPS_SINGLE:
+            src.state = PFUDPS_SINGLE
+        if dst.state == PFUDPS_SINGLE:
+            dst.state = PFUDPS_MULTIPLE
+        st.expire = now
+        st.timeout = PFTM_UDP_MULTIPLE if (src.state == PFUDPS_MULTIPLE and
+                                           dst.state == PFUDPS_MULTIPLE) else PFTM_UDP_SINGLE
+        return PF_PASS
+    if pd.proto == IPPROTO_ICMP or pd.proto == IPPROTO_ICMPV6:
+        st.expire = now
+        st.timeout = PFTM_ICMP_ERROR_REPLY
+        return PF_PASS
+    if src.state < PFOTHERS_SINGLE:
+        src.state = PFOTHERS_SINGLE
+    if dst.state == PFOTHERS_SINGLE:
+        dst.state = PFOTHERS_MULTIPLE
+    st.expire = now
+    st.timeout = PFTM_OTHER_MULTIPLE if (src.state == PFOTHERS_MULTIPLE and
+                                         dst.state == PFOTHERS_MULTIPLE) else PFTM_OTHER_SINGLE
+    return PF_PASS
+
+
+cdef int test_state_icmp_error(pf_engine *e, pdesc *pd, pf_kstate **sp, int *reason) noexcept nogil:
+    """The error half of pf_test_state_icmp: find the state of the packet an ICMP error quotes
+    (it travelled the other way)."""
+    cdef tap_pkt *p = pd.p
+    cdef uint8_t *ip2 = p.l4 + 8
+    cdef uint32_t avail = p.len - p.l4off - 8 if p.len >= p.l4off + 8 else 0
+    cdef uint32_t off2, elen
+    cdef uint8_t proto2, nxt
+    cdef const pf_addr *src2
+    cdef const pf_addr *dst2
+    cdef uint8_t *h2
+    cdef uint16_t sp2, dp2
+    cdef pf_state_key_cmp k
+    cdef pf_kstate *st
+    cdef pf_kstate_peer *src
+    cdef pf_kstate_peer *dst
+    cdef uint8_t dws
+    cdef uint32_t seq
+    cdef int n
+    sp[0] = NULL
+    if pd.af == AF_INET:
+        if avail < 20:
+            reason_set(e, reason, PFRES_SHORT)
+            return PF_DROP
+        if rd16(ip2 + 6) & 0x1fff:
+            reason_set(e, reason, PFRES_FRAG)
+            return PF_DROP
+        off2 = (ip2[0] & 0x0f) * 4
+        proto2 = ip2[9]
+        src2 = <const pf_addr *>(ip2 + 12)
+        dst2 = <const pf_addr *>(ip2 + 16)
+    else:
+        if avail < 40:
+            reason_set(e, reason, PFRES_SHORT)
+            return PF_DROP
+        nxt = ip2[6]
+        off2 = 40
+        src2 = <const pf_addr *>(ip2 + 8)
+        dst2 = <const pf_addr *>(ip2 + 24)
+        n = 0
+        while n < 8:
+            if nxt == 44:
+                reason_set(e, reason, PFRES_FRAG)
+                return PF_DROP
+            if nxt == 0 or nxt == 43 or nxt == 60 or nxt == 51:
+                if off2 + 8 > avail:
+                    reason_set(e, reason, PFRES_SHORT)
+                    return PF_DROP
+                elen = (ip2[off2 + 1] + 2) * 4 if nxt == 51 else (ip2[off2 + 1] + 1) * 8
+                nxt = ip2[off2]
+                off2 += elen
+                n += 1
+            else:
+                break
+        proto2 = nxt
+    h2 = ip2 + off2
+    sp2 = dp2 = 0
+    if proto2 == IPPROTO_TCP or proto2 == IPPROTO_UDP:
+        if off2 + 8 > avail:
+            reason_set(e, reason, PFRES_SHORT)
+            return PF_DROP
+        sp2 = (<uint16_t *>h2)[0]
+        dp2 = (<uint16_t *>h2)[1]
+    elif proto2 == IPPROTO_ICMP or proto2 == IPPROTO_ICMPV6:
+        if off2 + 8 > avail:
+            reason_set(e, reason, PFRES_SHORT)
+            return PF_DROP
+        sp2 = dp2 = (<uint16_t *>h2)[2]
+    # the quoted packet went the other way: its source is index 1 on the way in
+    if pd.dir == PF_IN:
+        pf_state_key_fill(&k, pd.af, proto2, dst2, src2, dp2, sp2)
+    else:
+        pf_state_key_fill(&k, pd.af, proto2, src2, dst2, sp2, dp2)
+    st = pf_find_state(e.t, pd.ifp.name, &k, pd.dir)
+    sp[0] = st
+    if st == NULL:
+        return PF_DROP
+    if proto2 == IPPROTO_TCP:
+        if pd.dir == st.direction:
+            src = &st.dst
+            dst = &st.src
+        else:
+            src = &st.src
+            dst = &st.dst
+        dws = dst.wscale & PF_WSCALE_MASK if (src.wscale and dst.wscale) else 0
+        seq = rd32(h2 + 4) - src.seqdiff
+        if not (st.state_flags & PFSTATE_SLOPPY) and (
+                not seq_geq(src.seqhi, seq) or
+                not seq_geq(seq, src.seqlo - (<uint32_t>dst.max_win << dws))):
+            reason_set(e, reason, PFRES_BADSTATE)
+            return PF_DROP
+    return PF_PASS
+
+
+# ---- state creation (pf_create_state) -------------------------------------------------------------
+cdef const char *intern_label(pf_engine *e, const char *label) noexcept nogil:
+    cdef int i
+    cdef size_t n
+    cdef char *copy
+    if label[0] == 0:
+        return NULL
+    for i in range(e.nlabels):
+        if strncmp_(e.labels[i], label, 64) == 0:
+            return e.labels[i]
+    if e.nlabels >= CF_MAXLABELS:
+        return NULL
+    copy = <char *>calloc(1, 64)
+    if copy == NULL:
+        return NULL
+    n = 0
+    while n < 63 and label[n] != 0:
+        copy[n] = label[n]
+        n += 1
+    e.labels[e.nlabels] = copy
+    e.nlabels += 1
+    return copy
+
+cdef inline int strncmp_(const char *a, const char *b, size_t n) noexcept nogil:
+    cdef size_t i
+    for i in range(n):
+        if a[i] != b[i]:
+            return 1
+        if a[i] == 0:
+            return 0
+    return 0
+
+
+cdef int create_state(pf_engine *e, cf_rule *cr, cf_rule *ca, pdesc *pd, pf_kstate **sm,
+                      int *reason, uint32_t now) noexcept nogil:
+    cdef pf_rule_x *r = <pf_rule_x *>cr.r
+    cdef pf_rule_x *a = <pf_rule_x *>ca.r if ca != NULL else NULL
+    cdef pf_kstate *st
+    cdef pf_state_key_cmp k
+    cdef uint8_t *th
+    cdef uint32_t win
+    cdef char ifname[16]
+    if r.max_states and r.u_states_cur >= r.max_states:
+        e.status.lcounters[LCNT_STATES] += 1
+        reason_set(e, reason, PFRES_MAXSTATES)
+        return PF_DROP
+    st = pf_state_alloc(e.t)
+    if st == NULL:
+        reason_set(e, reason, PFRES_MEMORY)
+        return PF_DROP
+    st.rule = r.nr
+    st.anchor = a.nr if a != NULL else PF_NO_RULE
+    st.nat_rule = PF_NO_RULE
+    if r.allow_opts:
+        st.state_flags |= PFSTATE_ALLOWOPTS
+    if r.rule_flag & PFRULE_STATESLOPPY:
+        st.state_flags |= PFSTATE_SLOPPY
+    st.log = r.log & PF_LOG_ALL
+    st.label = intern_label(e, r.label)
+    if pd.proto == IPPROTO_TCP:
+        th = pd.th
+        st.src.seqlo = rd32(th + 4)
+        st.src.seqhi = st.src.seqlo + pd.p_len + 1
+        if th[13] & TH_SYN:
+            st.src.seqhi += 1
+            st.src.wscale = get_wscale(th, pd.tot_len - pd.p.l4off)
+        win = rd16(th + 14)
+        st.src.max_win = <uint16_t>(win if win > 1 else 1)
+        if st.src.wscale & PF_WSCALE_MASK:
+            win = <uint32_t>st.src.max_win + (1u << (st.src.wscale & PF_WSCALE_MASK))
+            st.src.max_win = <uint16_t>((win - 1) >> (st.src.wscale & PF_WSCALE_MASK))
+        if th[13] & TH_FIN:
+            st.src.seqhi += 1
+        st.dst.seqhi = 1
+        st.dst.max_win = 1
+        st.src.state = TCPS_SYN_SENT
+        st.dst.state = TCPS_CLOSED
+        st.timeout = PFTM_TCP_FIRST_PACKET
+    elif pd.proto == IPPROTO_UDP:
+        st.src.state = PFUDPS_SINGLE
+        st.dst.state = PFUDPS_NO_TRAFFIC
+        st.timeout = PFTM_UDP_FIRST_PACKET
+    elif pd.proto == IPPROTO_ICMP or pd.proto == IPPROTO_ICMPV6:
+        st.timeout = PFTM_ICMP_FIRST_PACKET
+    else:
+        st.src.state = PFOTHERS_SINGLE
+        st.dst.state = PFOTHERS_NO_TRAFFIC
+        st.timeout = PFTM_OTHER_FIRST_PACKET
+    st.creation = now
+    st.expire = now
+    st.direction = pd.dir
+    st.af = pd.af
+    st.proto = pd.proto
+    memset(ifname, 0, 16)
+    if r.rule_flag & PFRULE_IFBOUND:
+        memcpy(ifname, pd.ifp.name, 16)
+    key_of(&k, pd.af, pd.proto, pd.src, pd.dst, pd.sport, pd.dport, pd.dir)
+    if pf_state_insert(e.t, ifname, &k, &k, st) != 0:
+        pf_state_release(e.t, st)
+        reason_set(e, reason, PFRES_STATEINS)
+        return PF_DROP
+    r.u_states_cur += 1
+    r.u_states_tot += 1
+    if a != NULL:
+        a.u_states_cur += 1
+        a.u_states_tot += 1
+    sm[0] = st
+    return PF_PASS
+
+
+# ---- pf_test_rule ------------------------------------------------------------------------------------
+cdef int test_rule(pf_engine *e, pdesc *pd, cf_rule **rm, cf_rule **am, pf_kstate **sm,
+                   int *reason, uint32_t now, bint fragment) noexcept nogil:
+    cdef evalctx c
+    cdef pf_rule_x *r
+    cdef int action
+    c.rm = NULL
+    c.am = NULL
+    c.acur = NULL
+    c.match = 0
+    c.tag = -1
+    c.depth = 0
+    if e.gen != NULL:
+        eval_ruleset(e, e.gen.main, pd, &c)
+    rm[0] = c.rm
+    am[0] = c.am
+    reason_set(e, reason, PFRES_MATCH)
+    if c.rm == NULL:
+        return PF_PASS              # the default rule: pass, no state
+    r = <pf_rule_x *>c.rm.r
+    if r.action == PF_DROP:
+        if not fragment and r.rule_flag & (PFRULE_RETURNRST | PFRULE_RETURNICMP | PFRULE_RETURN):
+            want_return(e, r, pd)
+        return PF_DROP
+    if fragment:
+        return PF_PASS
+    if not pd.state_icmp and r.keep_state:
+        action = create_state(e, c.rm, c.am, pd, sm, reason, now)
+        if action != PF_PASS:
+            if r.rule_flag & PFRULE_RETURN:
+                want_return(e, r, pd)
+            return action
+    return PF_PASS
+
+
+cdef void want_return(pf_engine *e, pf_rule_x *r, pdesc *pd) noexcept nogil:
+    """pf_return: remember what to send back (sent once the lock is released)."""
+    cdef tap_pkt *p = pd.p
+    if p.rcvif == NULL and pd.dir == PF_OUT:
+        return                      # not about packets the router generated
+    e.ret_ttl = r.return_ttl
+    if ((r.rule_flag & (PFRULE_RETURNRST | PFRULE_RETURN)) and pd.proto == IPPROTO_TCP and
+            not (pd.th[13] & TH_RST)):
+        e.ret_kind = PF_RET_RST
+    elif pd.proto != IPPROTO_ICMP and pd.af == AF_INET and r.return_icmp:
+        e.ret_kind = PF_RET_ICMP
+        e.ret_type = r.return_icmp >> 8
+        e.ret_code = r.return_icmp & 0xff
+    elif pd.proto != IPPROTO_ICMPV6 and pd.af == AF_INET6 and r.return_icmp6:
+        e.ret_kind = PF_RET_ICMP6
+        e.ret_type = r.return_icmp6 >> 8
+        e.ret_code = r.return_icmp6 & 0xff
+
+
+# ---- pf_test / pf_test6 ------------------------------------------------------------------------------
+cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *reason) noexcept nogil:
+    cdef pdesc pd
+    cdef pf_kstate *s = NULL
+    cdef cf_rule *rm = NULL
+    cdef cf_rule *am = NULL
+    cdef pf_rule_x *r
+    cdef pf_rule_x *a
+    cdef int action, dirndx
+    cdef uint32_t now = pf_uptime()
+    cdef uint8_t t
+    cdef bint from_state = False
+
+    pd.p = p
+    pd.ifp = ifp
+    pd.dir = dir
+    pd.af = p.af
+    pd.proto = p.proto
+    pd.src = <pf_addr *>p.src
+    pd.dst = <pf_addr *>p.dst
+    pd.tot_len = p.len
+    pd.sport = pd.dport = 0
+    pd.icmptype = pd.icmpcode = 0
+    pd.state_icmp = 0
+    pd.p_len = 0
+    pd.th = NULL
+    if p.af == AF_INET:
+        pd.tos = p.l3[1] & 0xfc
+    else:
+        pd.tos = ((p.l3[0] & 0x0f) << 4 | (p.l3[1] >> 4)) & 0xfc
+
+    if p.frag:
+        # fragments are not reassembled (no scrub): pf_test_fragment
+        action = test_rule(e, &pd, &rm, &am, &s, reason, now, True)
+    elif p.proto == IPPROTO_TCP or p.proto == IPPROTO_UDP or p.proto == IPPROTO_ICMP or \
+            p.proto == IPPROTO_ICMPV6:
+        if not p.l4ok:
+            reason_set(e, reason, PFRES_SHORT)
+            return PF_DROP
+        if (p.proto == IPPROTO_ICMPV6 and p.af == AF_INET) or (p.proto == IPPROTO_ICMP and p.af == AF_INET6):
+            return PF_DROP
+        pd.sport = p.sport
+        pd.dport = p.dport
+        if p.proto == IPPROTO_TCP:
+            pd.th = p.l4
+            if (p.l4[12] >> 4) * 4 > p.len - p.l4off:
+                reason_set(e, reason, PFRES_SHORT)
+                return PF_DROP
+            pd.p_len = p.len - p.l4off - (p.l4[12] >> 4) * 4
+        elif p.proto == IPPROTO_UDP:
+            if (p.dport == 0 or rd16(p.l4 + 4) > p.len - p.l4off or rd16(p.l4 + 4) < 8):
+                reason_set(e, reason, PFRES_SHORT)
+                return PF_DROP
+        else:
+            pd.icmptype = t = p.icmp_type
+            pd.icmpcode = p.icmp_code
+            if p.proto == IPPROTO_ICMP:
+                pd.state_icmp = t == 3 or t == 4 or t == 5 or t == 11 or t == 12
+            else:
+                pd.state_icmp = t == 1 or t == 2 or t == 3 or t == 4
+        if pd.state_icmp:
+            action = test_state_icmp_error(e, &pd, &s, reason)
+        else:
+            action = test_state(e, &pd, &s, reason, now)
+        if action == PF_PASS:
+            from_state = True
+        elif s == NULL:
+            action = test_rule(e, &pd, &rm, &am, &s, reason, now, False)
+    else:
+        action = test_state(e, &pd, &s, reason, now)
+        if action == PF_PASS:
+            from_state = True
+        elif s == NULL:
+            action = test_rule(e, &pd, &rm, &am, &s, reason, now, False)
+
+    if from_state:
+        rm = state_rule(e, s, &am)
+    r = <pf_rule_x *>rm.r if rm != NULL else <pf_rule_x *>e.default_rule
+    a = <pf_rule_x *>am.r if am != NULL else NULL
+
+    # IPv4 options need allow-opts (the state's or the rule's)
+    if action == PF_PASS and p.af == AF_INET and p.l4off > 20 and not (
+            (s != NULL and s.state_flags & PFSTATE_ALLOWOPTS) or r.allow_opts):
+        action = PF_DROP
+        reason_set(e, reason, PFRES_IPOPTIONS)
+
+    if action == PF_PASS or r.action == PF_DROP:
+        dirndx = 1 if dir == PF_OUT else 0
+        r.packets[dirndx] += 1
+        r.bytes[dirndx] += pd.tot_len
+        if a != NULL:
+            a.packets[dirndx] += 1
+            a.bytes[dirndx] += pd.tot_len
+        if s != NULL:
+            dirndx = 0 if dir == s.direction else 1
+            s.packets[dirndx] += 1
+            s.bytes[dirndx] += pd.tot_len
+    return action
+
+
+cdef int pf_test_hook(void *ctx, int dir, tap_if *ifp, tap_pkt *pkt) noexcept nogil:
+    cdef pf_engine *e = <pf_engine *>ctx
+    cdef int action, reason = 0, kind
+    if not e.status.running:
+        return PF_PASS
+    if (e.skipmask >> ifp.index) & 1:
+        return PF_PASS
+    pthread_mutex_lock(&e.t.lock)
+    e.ret_kind = PF_RET_NONE
+    action = pf_test_locked(e, dir, ifp, pkt, &reason)
+    kind = e.ret_kind
+    pthread_mutex_unlock(&e.t.lock)
+    if kind != PF_RET_NONE and action == PF_DROP and e.tap != NULL:
+        if kind == PF_RET_RST:
+            tap_send_rst(e.tap, pkt, e.ret_ttl)
+        else:
+            tap_send_icmp_error(e.tap, pkt, e.ret_type, e.ret_code)
+    return action
+
+
+# ---- the purge (pf_purge_thread / pf_purge_expired_states) -----------------------------------------
+cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
+    """Unlink every expired state and recount the active rules' states_cur (states killed by
+    ioctls left the table without telling their rules)."""
+    cdef pf_state_table *t = e.t
+    cdef pf_kstate *st
+    cdef pf_kstate *nxt
+    cdef cf_rule *r
+    cdef cf_rule *a
+    cdef unsigned int n = 0
+    cdef uint32_t now
+    pthread_mutex_lock(&t.lock)
+    now = pf_uptime()
+    st = t.ahead
+    while st != NULL:
+        nxt = st.anext
+        if st.timeout == PFTM_PURGE or pf_state_expires(t, st, now) <= now:
+            state_unlink(e, st)
+            n += 1
+        st = nxt
+    if e.gen != NULL:
+        zero_states_cur(e.gen.main, 0)
+        st = t.ahead
+        while st != NULL:
+            r = state_rule(e, st, &a)
+            if r != NULL:
+                (<pf_rule_x *>r.r).u_states_cur += 1
+            if a != NULL:
+                (<pf_rule_x *>a.r).u_states_cur += 1
+            st = st.anext
+    pthread_mutex_unlock(&t.lock)
+    return n
+
+cdef void zero_states_cur(cf_ruleset *rs, int depth) noexcept nogil:
+    cdef int i, k
+    if rs == NULL or depth > CF_STACKSIZE:
+        return
+    for i in range(rs.n):
+        (<pf_rule_x *>rs.rules[i].r).u_states_cur = 0
+        if rs.rules[i].anchor != NULL:
+            zero_states_cur(rs.rules[i].anchor, depth + 1)
+        for k in range(rs.rules[i].nchildren):
+            zero_states_cur(rs.rules[i].children[k], depth + 1)
+
+
+# ---- the compiler ------------------------------------------------------------------------------------
+PF_RULESET_FILTER = 1
+
+
+cdef class _Gen:
+    """A compiled generation and everything it points into (Rule objects, C arrays)."""
+    cdef cf_gen *g
+    cdef list rules             # Rule objects whose .r the arrays point at
+    cdef list blocks            # malloc'd blocks (as integers) to free
+
+    def __cinit__(self):
+        self.g = NULL
+        self.rules = []
+        self.blocks = []
+
+    cdef void *alloc(self, size_t size) except NULL:
+        cdef void *p = calloc(1, size if size else 1)
+        if p == NULL:
+            raise MemoryError()
+        self.blocks.append(<uintptr_t>p)
+        return p
+
+    def __dealloc__(self):
+        for b in self.blocks:
+            free(<void *><uintptr_t>b)
+
+
+cdef class _Compiler:
+    cdef _Gen gen
+    cdef dict done              # id(Ruleset) -> address of its cf_ruleset
+    cdef object interfaces      # core.interfaces
+    cdef dict ifindex           # name -> tap_if.index
+    cdef Datapath dp
+
+    cdef uint32_t ifmask(self, str name):
+        cdef uint32_t m = 0
+        if self.interfaces is None:
+            kifs = [name]
+        else:
+            kifs = [k.name for k in self.interfaces.members(name)] or [name]
+        for kname in kifs:
+            i = self.ifindex.get(kname)
+            if i is not None:
+                m |= 1u << <int>i
+        return m
+
+    cdef cf_dyn *dyn(self, pf_rule_addr *ra, int af):
+        """An "(ifname)" address: the datapath interface addresses it stands for."""
+        cdef cf_dyn *d = <cf_dyn *>self.gen.alloc(sizeof(cf_dyn))
+        cdef tap_if *ifp
+        cdef int i, j, plen
+        name = ra.addr.v.ifname[:16].split(b"\0", 1)[0].decode("latin-1")
+        network = ra.addr.iflags & PFI_AFLAG_NETWORK
+        for i in range(32):
+            if not (self.ifmask(name) >> i) & 1 or self.dp is None:
+                continue
+            ifp = &self.dp.e.ifs[i]
+            if af in (0, AF_INET):
+                for j in range(ifp.n4):
+                    if d.n < CF_MAXDYN:
+                        d.af[d.n] = AF_INET
+                        memcpy(&d.addr[d.n], ifp.a4[j], 4)
+                        set_mask(&d.mask[d.n], ifp.p4[j] if network else 32)
+                        d.n += 1
+            if af in (0, AF_INET6):
+                for j in range(ifp.n6):
+                    if d.n < CF_MAXDYN:
+                        d.af[d.n] = AF_INET6
+                        memcpy(&d.addr[d.n], ifp.a6[j], 16)
+                        set_mask(&d.mask[d.n], ifp.p6[j] if network else 128)
+                        d.n += 1
+        return d
+
+    cdef cf_ruleset *ruleset(self, object rs):
+        key = id(rs)
+        if key in self.done:
+            return <cf_ruleset *><uintptr_t>self.done[key]
+        rules = list(rs.active[PF_RULESET_FILTER].rules)
+        cdef cf_ruleset *crs = <cf_ruleset *>self.gen.alloc(sizeof(cf_ruleset))
+        self.done[key] = <uintptr_t>crs
+        crs.rules = <cf_rule *>self.gen.alloc(sizeof(cf_rule) * max(len(rules), 1))
+        crs.n = len(rules)
+        cdef Rule rule
+        cdef cf_rule *cr
+        cdef pf_rule_x *r
+        cdef int i, k, n = len(rules)
+        cdef uint32_t target
+        for i in range(n):
+            rule = rules[i]
+            self.gen.rules.append(rule)
+            cr = &crs.rules[i]
+            cr.r = <void *>&rule.r
+            r = <pf_rule_x *>cr.r
+            for k in range(8):
+                target = rule.r.skip[k].nr
+                cr.skip[k] = n if target >= <uint32_t>n or target <= <uint32_t>i else target
+            cr.af = AF_INET6 if r.af == AF_INET6_BSD else r.af
+            name = rule.ifname
+            cr.has_if = 1 if name else 0
+            cr.ifmask = self.ifmask(name) if name else 0
+            if r.src.addr.type == PF_ADDR_DYNIFTL:
+                cr.src_dyn = self.dyn(&r.src, cr.af)
+            if r.dst.addr.type == PF_ADDR_DYNIFTL:
+                cr.dst_dyn = self.dyn(&r.dst, cr.af)
+            anchor = rule.anchor
+            if anchor is not None:
+                cr.is_anchor = 1
+                if rule.anchor_wildcard:
+                    cr.wildcard = 1
+                    kids = sorted(anchor.children.values(), key=lambda a: a.name.encode("latin-1"))
+                    cr.nchildren = len(kids)
+                    cr.children = <cf_ruleset **>self.gen.alloc(sizeof(void *) * max(len(kids), 1))
+                    for k in range(len(kids)):
+                        cr.children[k] = self.ruleset(kids[k].ruleset)
+                else:
+                    cr.anchor = self.ruleset(anchor.ruleset)
+        self.gen.g.nrules += n
+        return crs
+
+
+cdef void set_mask(pf_addr *m, int plen) noexcept nogil:
+    cdef int i
+    memset(m, 0, sizeof(pf_addr))
+    for i in range(16):
+        if plen >= 8:
+            m.addr8[i] = 0xff
+            plen -= 8
+        elif plen > 0:
+            m.addr8[i] = <uint8_t>(0xff << (8 - plen))
+            plen = 0
+
+
+cdef class Filter:
+    """pf_test for one Datapath over one PfCore: attach() installs the hook, close() removes it."""
+
+    def __cinit__(self):
+        self.e = <pf_engine *>calloc(1, sizeof(pf_engine))
+        if self.e == NULL:
+            raise MemoryError()
+        self.e.default_rule = calloc(1, sizeof(pf_rule_x))
+        if self.e.default_rule == NULL:
+            raise MemoryError()
+        (<pf_rule_x *>self.e.default_rule).action = PF_PASS
+        (<pf_rule_x *>self.e.default_rule).nr = <uint32_t>-1
+        self.wakefd = -1
+
+    def __init__(self, PfCore core, datapath=None):
+        cdef StateTable states = core.states
+        cdef uint64_t seed = 0
+        getrandom(&seed, sizeof(seed), 0)
+        self.core = core
+        self.datapath = datapath
+        self.e.t = states.t
+        self.e.status = &core.status
+        self.e.timeouts = core.timeout
+        self.e.rng = seed | 1
+        self.ifindex = {}
+        if datapath is not None:
+            self.e.tap = (<Datapath>datapath).e
+            for i, (name, _ifindex, _mac, _mtu) in enumerate(datapath.interfaces()):
+                self.ifindex[name] = i
+        self.gen = None
+        self.purger = None
+        self.closing = False
+        self.recompile()
+        core.rulesets.on_commit(self._on_commit)
+        self.refresh_skip()
+
+    def __dealloc__(self):
+        cdef int i
+        if self.e != NULL:
+            for i in range(self.e.nlabels):
+                free(self.e.labels[i])
+            free(self.e.default_rule)
+            free(self.e)
+        if self.wakefd >= 0:
+            close(self.wakefd)
+
+    # -- compile and swap --------------------------------------------------------------------
+    def _on_commit(self, ruleset, rs_num):
+        if rs_num == PF_RULESET_FILTER and not self.closing:
+            self.recompile()
+
+    def recompile(self):
+        """Compile the active filter rulesets (main and every anchor it reaches) and swap."""
+        cdef _Gen gen = _Gen()
+        cdef _Compiler c = _Compiler()
+        cdef pf_state_table *t = self.e.t
+        gen.g = <cf_gen *>gen.alloc(sizeof(cf_gen))
+        c.gen = gen
+        c.done = {}
+        c.interfaces = self.core.interfaces
+        c.ifindex = self.ifindex
+        c.dp = self.datapath
+        gen.g.commit_time = pf_uptime()
+        gen.g.main = c.ruleset(self.core.rulesets.main)
+        with nogil:
+            pthread_mutex_lock(&t.lock)
+            self.e.gen = gen.g
+            pthread_mutex_unlock(&t.lock)
+        self.gen = gen              # the previous generation is freed here, unreferenced
+        log.debug("filter rules compiled: %d", gen.g.nrules)
+
+    def refresh_skip(self):
+        """`set skip on`: the interfaces whose kif carries PFI_IFLAG_SKIP."""
+        cdef uint32_t m = 0
+        ifs = self.core.interfaces
+        if ifs is not None:
+            for name, i in self.ifindex.items():
+                kif = ifs.get(name)
+                if kif is not None and kif.flags & PFI_IFLAG_SKIP:
+                    m |= 1u << <int>i
+        self.e.skipmask = m
+
+    # -- the datapath ------------------------------------------------------------------------
+    def attach(self):
+        """Install pf_test as the datapath's hook and start the purge thread."""
+        cdef Datapath dp = self.datapath
+        dp.e.pf_ctx = <void *>self.e
+        dp.e.pf_test = pf_test_hook
+        self.wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
+        self.purger = threading.Thread(target=self._purge_loop, name="pf-purge", daemon=True)
+        self.purger.start()
+
+    def close(self):
+        """Remove the hook (call with the datapath stopped or before it starts) and stop purging."""
+        cdef Datapath dp = self.datapath
+        cdef uint64_t one = 1
+        self.closing = True
+        if dp is not None and dp.e != NULL and dp.e.pf_ctx == <void *>self.e:
+            dp.e.pf_test = NULL
+            dp.e.pf_ctx = NULL
+        if self.purger is not None:
+            write(self.wakefd, &one, 8)
+            self.purger.join()
+            self.purger = None
+
+    def purge(self):
+        """One purge pass now; returns the number of states removed."""
+        return purge_expired(self.e)
+
+    def _purge_loop(self):
+        cdef pollfd pfd
+        cdef uint64_t v
+        cdef int rc
+        cdef uint32_t last = pf_uptime()
+        pfd.fd = self.wakefd
+        pfd.events = POLLIN
+        while not self.closing:
+            with nogil:
+                rc = poll(&pfd, 1, 1000)
+            if self.closing:
+                break
+            try:
+                self.refresh_skip()
+            except Exception:
+                log.exception("refreshing skip flags")
+            if pf_uptime() - last >= max(self.core.get_timeout(PFTM_INTERVAL), 1):
+                last = pf_uptime()
+                with nogil:
+                    purge_expired(self.e)
+
+    # -- for tests and tools -------------------------------------------------------------------
+    @property
+    def nrules(self):
+        return self.e.gen.nrules if self.e.gen != NULL else 0
