@@ -95,6 +95,29 @@ def module_pfd():
     assert alive, "pfd died during the module:\n" + daemon.output()
 
 
+def errno_of(fn, *args, **kw):
+    """The errno fn(*args, **kw) fails with (the test fails if it does not fail)."""
+    with pytest.raises(OSError) as info:
+        fn(*args, **kw)
+    return info.value.errno
+
+
+@pytest.fixture
+def dev(module_pfd):
+    """A read-write fd on the module's pfd (through the ctypes client)."""
+    from pfkern.client import PfDevice
+    with PfDevice(module_pfd.path, "rw") as d:
+        yield d
+
+
+@pytest.fixture
+def rodev(module_pfd):
+    """A read-only fd on the module's pfd."""
+    from pfkern.client import PfDevice
+    with PfDevice(module_pfd.path, "r") as d:
+        yield d
+
+
 def pkg_config_pfvar():
     out = subprocess.run(["pkg-config", "--cflags", "--libs", "pfvar"], capture_output=True, text=True)
     if out.returncode != 0:

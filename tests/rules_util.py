@@ -30,10 +30,7 @@ PF_OP_EQ = 2
 RULESET_OF_ACTION = {0: 1, 1: 1, 2: 0, 3: 0, 4: 2, 5: 2, 6: 3, 7: 3, 8: 4, 9: 4}
 
 
-def errno_of(fn, *args, **kw):
-    with pytest.raises(OSError) as info:
-        fn(*args, **kw)
-    return info.value.errno
+from conftest import errno_of  # noqa: F401,E402  (re-exported)
 
 
 def cbytes(s):

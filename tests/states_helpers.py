@@ -60,6 +60,7 @@ def add(dev, st):
 
 
 def errno_of(fn, *args):
+    """The errno fn fails with, or 0 when it succeeds (garbage inputs may be accepted)."""
     try:
         fn(*args)
     except OSError as e:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import compile_c
+from conftest import compile_c, errno_of
 from pfkern.client import (AF_INET, AF_INET6, DIOCGETALTQSV1, DIOCGETSTATUS, DIOCIGETIFACES,
                            DIOCICLRISTATS, DIOCNATLOOK, DIOCSETTIMEOUT, DIOCSTART, DIOCSTART_BSD,
                            DIOCSTOP_BSD, PF_IN, PF_OUT, PFI_FLAG_GROUP, PFI_FLAG_INSTANCE, PfDevice,
@@ -21,22 +21,6 @@ FREEBSD_TIMEOUTS = [120, 30, 86400, 900, 45, 90, 60, 30, 60, 20, 10, 60, 30, 60,
 FREEBSD_LIMITS = [100000, 10000, 5000, 200000]
 
 
-def errno_of(fn, *args):
-    with pytest.raises(OSError) as info:
-        fn(*args)
-    return info.value.errno
-
-
-@pytest.fixture
-def dev(module_pfd):
-    with PfDevice(module_pfd.path, "rw") as d:
-        yield d
-
-
-@pytest.fixture
-def rodev(module_pfd):
-    with PfDevice(module_pfd.path, "r") as d:
-        yield d
 
 
 def ensure_stopped(dev):

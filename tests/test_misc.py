@@ -10,6 +10,8 @@ import tempfile
 
 import pytest
 
+from conftest import errno_of
+
 from pfkern.client import (DIOCADDALTQV0, DIOCADDALTQV1, DIOCCHANGEALTQV0, DIOCCHANGEALTQV1,
                            DIOCCLRIFFLAG, DIOCGETALTQSV0, DIOCGETALTQSV1, DIOCGETALTQV0,
                            DIOCGETALTQV1, DIOCGETQSTATSV0, DIOCGETQSTATSV1, DIOCGETSTATUS,
@@ -32,22 +34,6 @@ VETH_BPS = 10 ** 10                                     # veth reports 10000 Mb/
 UINT32_MAX = 0xFFFFFFFF
 
 
-def errno_of(fn, *args):
-    with pytest.raises(OSError) as info:
-        fn(*args)
-    return info.value.errno
-
-
-@pytest.fixture
-def dev(module_pfd):
-    with PfDevice(module_pfd.path, "rw") as d:
-        yield d
-
-
-@pytest.fixture
-def rodev(module_pfd):
-    with PfDevice(module_pfd.path, "r") as d:
-        yield d
 
 
 @pytest.fixture(scope="module")

@@ -34,10 +34,7 @@ MAXCOUNT = 65535                    # net.pf.request_maxcount
 AF_INET6_BSD = 28
 
 
-def errno_of(fn, *args, **kw):
-    with pytest.raises(OSError) as info:
-        fn(*args, **kw)
-    return info.value.errno
+from conftest import errno_of  # noqa: F401,E402  (re-exported)
 
 
 @pytest.fixture
