@@ -69,6 +69,27 @@ serve(getattr(importlib.import_module(module), name)(), device=sys.argv[2], mode
 """
 
 
+# The dispatchers benchmarks put side by side in one harness (start_server).
+NOOP = "cuse.front:NoopDispatcher"
+PFD = "pfkern.pfd:build_dispatcher"
+
+
+def compile_client(source, workdir, name="client", pfvar=True):
+    """Compile a benchmark's C client (with `pkg-config pfvar` unless pfvar=False); its path."""
+    src = os.path.join(workdir, name + ".c")
+    binary = os.path.join(workdir, name)
+    with open(src, "w") as f:
+        f.write(source)
+    flags = []
+    if pfvar:
+        out = subprocess.run(["pkg-config", "--cflags", "--libs", "pfvar"], capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit("pkg-config pfvar failed (run scripts/bootstrap): " + out.stderr)
+        flags = out.stdout.split()
+    subprocess.run(["cc", "-O2", "-o", binary, src, *flags], check=True)
+    return binary
+
+
 def start_server(path, dispatcher):
     proc = subprocess.Popen([sys.executable, "-c", SERVER, REPO, path, dispatcher], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
@@ -104,15 +125,12 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--clients", type=int, default=1)
-    ap.add_argument("--dispatcher", default="cuse.front:NoopDispatcher")
+    ap.add_argument("--dispatcher", default=NOOP)
     args = ap.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="pfbench-")
     try:
-        client = os.path.join(work, "client")
-        with open(client + ".c", "w") as f:
-            f.write(CLIENT)
-        subprocess.run(["cc", "-O2", "-o", client, client + ".c"], check=True)
+        client = compile_client(CLIENT, work, pfvar=False)
         path = os.path.join(work, "pf")
         server = start_server(path, args.dispatcher)
         try:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from front_noop import start_server, stop_server  # noqa: E402
+from front_noop import NOOP, PFD, compile_client, start_server, stop_server  # noqa: E402
 
 CLIENT = r"""
 #include <sys/types.h>
@@ -65,11 +65,6 @@ int main(int argc, char **argv)
 }
 """
 
-# Both servers run in the same harness; only the dispatcher differs.
-NOOP = "cuse.front:NoopDispatcher"
-PFD = "pfkern.pfd:build_dispatcher"
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=2.0)
@@ -79,12 +74,7 @@ def main(argv=None):
 
     work = tempfile.mkdtemp(prefix="pfbench-")
     try:
-        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "pfvar"], check=True,
-                               capture_output=True, text=True).stdout.split()
-        client = os.path.join(work, "client")
-        with open(client + ".c", "w") as f:
-            f.write(CLIENT)
-        subprocess.run(["cc", "-O2", "-o", client, client + ".c", *flags], check=True)
+        client = compile_client(CLIENT, work)
 
         noop_path, pfd_path = os.path.join(work, "noop"), os.path.join(work, "pf")
         noop = start_server(noop_path, NOOP)

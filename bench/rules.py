@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from front_noop import start_server, stop_server  # noqa: E402
+from front_noop import NOOP, PFD, compile_client, start_server, stop_server  # noqa: E402
 
 CLIENT = r"""
 #include <sys/types.h>
@@ -130,10 +130,6 @@ int main(int argc, char **argv)
 }
 """
 
-NOOP = "cuse.front:NoopDispatcher"
-PFD = "pfkern.pfd:build_dispatcher"
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--rules", type=int, default=10000)
@@ -143,12 +139,7 @@ def main(argv=None):
 
     work = tempfile.mkdtemp(prefix="pfbench-")
     try:
-        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "pfvar"], check=True,
-                               capture_output=True, text=True).stdout.split()
-        client = os.path.join(work, "client")
-        with open(client + ".c", "w") as f:
-            f.write(CLIENT)
-        subprocess.run(["cc", "-O2", "-o", client, client + ".c", *flags], check=True)
+        client = compile_client(CLIENT, work)
 
         paths = {"noop": os.path.join(work, "noop"), "pfd": os.path.join(work, "pf")}
         servers = [start_server(paths["noop"], NOOP), start_server(paths["pfd"], PFD)]

@@ -28,7 +28,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests"), os.path.join(REPO, "bench")]
 
-from front_noop import start_server                                     # noqa: E402
+from front_noop import compile_client, start_server  # noqa: E402
 from states_helpers import BULK_IMPORT_C, Local, build_capi, bulk_import  # noqa: E402
 
 PFSYNC_STATE_SIZE = 242
@@ -116,18 +116,6 @@ class CopyDispatcher:
         return ps.to_bytes()
 
 
-def compile_c(source, workdir, name):
-    src = os.path.join(workdir, name + ".c")
-    with open(src, "w") as f:
-        f.write(source)
-    binary = os.path.join(workdir, name)
-    flags = subprocess.run(["pkg-config", "--cflags", "pfvar"], capture_output=True, text=True).stdout.split()
-    if not flags:
-        flags = ["-I", os.path.join(REPO, "include")]
-    subprocess.run(["cc", "-O2", "-o", binary, src, *flags], check=True)
-    return binary
-
-
 def read_times(reader, path, rounds):
     out = subprocess.run([reader, path, str(rounds + 1)], capture_output=True, text=True, check=True)
     rows = [line.split() for line in out.stdout.split("\n") if line]
@@ -144,8 +132,8 @@ def stop(proc):
 
 
 def bench_read(args, workdir):
-    reader = compile_c(READER, workdir, "reader")
-    importer = compile_c(BULK_IMPORT_C, workdir, "bulk")
+    reader = compile_client(READER, workdir, "reader")
+    importer = compile_client(BULK_IMPORT_C, workdir, "bulk")
     results = {}
     os.environ["BENCH_STATES"] = str(args.states)
     for label, factory in (("baseline (front + same bytes)", "bench.states:CopyDispatcher"),

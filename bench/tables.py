@@ -28,7 +28,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from front_noop import REPO, start_server, stop_server  # noqa: E402
+from front_noop import NOOP, REPO, compile_client, start_server, stop_server  # noqa: E402
 
 CLIENT = r"""
 #include <sys/types.h>
@@ -153,14 +153,6 @@ class CopyDispatcher:
         return data
 
 
-def pkg_config_pfvar():
-    out = subprocess.run(["pkg-config", "--cflags", "--libs", "pfvar"], capture_output=True,
-                         text=True)
-    if out.returncode != 0:
-        sys.exit("pkg-config pfvar failed (run scripts/bootstrap): " + out.stderr)
-    return out.stdout.split()
-
-
 PFD_SERVER = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -198,12 +190,9 @@ def main(argv=None):
 
     work = tempfile.mkdtemp(prefix="pfbench-")
     try:
-        client = os.path.join(work, "client")
-        with open(client + ".c", "w") as f:
-            f.write(CLIENT)
-        subprocess.run(["cc", "-O2", "-o", client, client + ".c", *pkg_config_pfvar()], check=True)
+        client = compile_client(CLIENT, work)
         results = {}
-        servers = (("noop", lambda p: start_server(p, "cuse.front:NoopDispatcher")),
+        servers = (("noop", lambda p: start_server(p, NOOP)),
                    ("copy", lambda p: start_server(p, "bench.tables:CopyDispatcher")),
                    ("pfd", start_pfd))
         for name, start in servers:
