@@ -25,8 +25,8 @@ from pfkern.client import DIOCGETSTATUS, DIOCIGETIFACES, PfDevice, pf_status, pf
 
 # The spine's tests, as they are (test_default_timeouts_and_limits starts its own FUSE-file
 # daemon; guest_device.py checks the defaults of a fresh CUSE daemon instead).
+from conftest import dev, rodev  # noqa: F401  (the spine's fixtures, on module_pfd below)
 from test_ioctl import (  # noqa: F401  (collected by pytest from this module)
-    dev, rodev,
     test_start_stop_and_their_errnos, test_bsd_encoded_io_commands_work, test_status_fields,
     test_clear_status_resets_since, test_set_debug, test_set_hostid,
     test_set_timeout_returns_old_value, test_interval_zero_becomes_one,
