@@ -276,22 +276,34 @@ def regions_setaddrs(bytes data):
     return _region(data, sizeof(pfr_addr), REGION_IN, feedback_out=True, with_size2=True)
 
 
+def _synced(handler):
+    """A handler that may change a table's entries or flags, followed by Tables.sync(): the
+    datapath sees the change from the next packet on (also when the handler failed midway)."""
+    def run(d, ctx, bytearray buf, mem):
+        try:
+            handler(d, ctx, buf, mem)
+        finally:
+            tables_of(d).sync()
+    run.__name__ = handler.__name__
+    return run
+
+
 # {command name: (handler(dispatcher, fd context, argument bytearray, caller memory), regions or None)}
 HANDLERS = {
-    "DIOCRCLRTABLES": (h_rclrtables, None),
-    "DIOCRADDTABLES": (h_raddtables, regions_tables_in),
-    "DIOCRDELTABLES": (h_rdeltables, regions_tables_in),
+    "DIOCRCLRTABLES": (_synced(h_rclrtables), None),
+    "DIOCRADDTABLES": (_synced(h_raddtables), regions_tables_in),
+    "DIOCRDELTABLES": (_synced(h_rdeltables), regions_tables_in),
     "DIOCRGETTABLES": (h_rgettables, regions_tables_out),
     "DIOCRGETTSTATS": (h_rgettstats, regions_tstats_out),
     "DIOCRCLRTSTATS": (h_rclrtstats, regions_tables_in),
-    "DIOCRSETTFLAGS": (h_rsettflags, regions_tables_in),
-    "DIOCRCLRADDRS": (h_rclraddrs, None),
-    "DIOCRADDADDRS": (h_raddaddrs, regions_addrs_feedback),
-    "DIOCRDELADDRS": (h_rdeladdrs, regions_addrs_feedback),
-    "DIOCRSETADDRS": (h_rsetaddrs, regions_setaddrs),
+    "DIOCRSETTFLAGS": (_synced(h_rsettflags), regions_tables_in),
+    "DIOCRCLRADDRS": (_synced(h_rclraddrs), None),
+    "DIOCRADDADDRS": (_synced(h_raddaddrs), regions_addrs_feedback),
+    "DIOCRDELADDRS": (_synced(h_rdeladdrs), regions_addrs_feedback),
+    "DIOCRSETADDRS": (_synced(h_rsetaddrs), regions_setaddrs),
     "DIOCRGETADDRS": (h_rgetaddrs, regions_addrs_out),
     "DIOCRGETASTATS": (h_rgetastats, regions_astats_out),
     "DIOCRCLRASTATS": (h_rclrastats, regions_addrs_feedback),
     "DIOCRTSTADDRS": (h_rtstaddrs, regions_addrs_inout),
-    "DIOCRINADEFINE": (h_rinadefine, regions_addrs_in),
+    "DIOCRINADEFINE": (_synced(h_rinadefine), regions_addrs_in),
 }

@@ -200,5 +200,10 @@ cdef class Rule:
     cdef public object src_table    # pf_table handles of PF_ADDR_TABLE addresses
     cdef public object dst_table
     cdef public object overload_table
+    # The packet engine keeps a compiled rule's evaluation counter beside its match fields (one
+    # write per rule looked at, off this 976-byte struct); while the rule is compiled into the
+    # active generation this points at that counter, which r.evaluations does not include yet.
+    # The engine folds it into r.evaluations (and clears the pointer) when the generation goes.
+    cdef uint64_t *ext_evals
 
     cdef void copyout(self, pf_rule *out)

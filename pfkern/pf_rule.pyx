@@ -105,6 +105,8 @@ cdef class Rule:
         out.states_cur = <void *>KPTR_COUNTER
         out.states_tot = <void *>(KPTR_COUNTER + 8)
         out.src_nodes = <void *>(KPTR_COUNTER + 16)
+        if self.ext_evals != NULL:
+            out.evaluations += self.ext_evals[0]
 
     # -- what the ruleset logic reads ------------------------------------------------------
     @property
@@ -186,7 +188,8 @@ cdef class Rule:
     @property
     def counters(self):
         """(evaluations, packets in/out, bytes in/out, states_cur, states_tot, src_nodes)."""
-        return (self.r.evaluations, self.r.packets[0], self.r.packets[1], self.r.bytes[0],
+        cdef uint64_t ev = self.r.evaluations + (self.ext_evals[0] if self.ext_evals != NULL else 0)
+        return (ev, self.r.packets[0], self.r.packets[1], self.r.bytes[0],
                 self.r.bytes[1], self.r.u_states_cur, self.r.u_states_tot, self.r.u_src_nodes)
 
     # -- what the kernel sets ----------------------------------------------------------------
@@ -246,6 +249,8 @@ cdef class Rule:
         """What DIOCGETRULE with PF_GET_CLR_CNTR clears (states_cur and src_nodes stay);
         DIOCCLRRULECTRS leaves states_tot too."""
         self.r.evaluations = 0
+        if self.ext_evals != NULL:
+            self.ext_evals[0] = 0
         self.r.packets[0] = self.r.packets[1] = 0
         self.r.bytes[0] = self.r.bytes[1] = 0
         if states_tot:

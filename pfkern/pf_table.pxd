@@ -1,6 +1,7 @@
 # pf tables: the header's table types (declared here, not in pfvar.pxd, which the lead owns) and
 # the core's C-level interface, used by pf_ioctl_table.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from pfkern.pfvar_priv cimport pthread_mutex_t
 
 
 cdef extern from "net/pfvar.h" nogil:
@@ -89,6 +90,49 @@ cdef extern from "net/pfvar.h" nogil:
         uint32_t pfrio_ticket
 
 
+# --- the datapath's view of a table (nogil) ---------------------------------------------------
+# A snapshot of one active table's entries, built outside the datapath lock whenever the table's
+# entries change: per address family, one group per prefix length present (longest first), each
+# a sorted array of (masked address, negated) for binary search. Read only once published.
+ctypedef struct pfr_e4:
+    uint32_t key                        # host order
+    uint32_t neg
+
+ctypedef struct pfr_e6:
+    uint64_t hi                         # host order, first 8 bytes
+    uint64_t lo
+    uint64_t neg
+
+ctypedef struct pfr_group:
+    uint32_t start
+    uint32_t n
+    uint32_t net
+
+cdef struct pfr_dp
+
+ctypedef struct pfr_snap:
+    pfr_dp *owner                       # the table it was built from (its match counters)
+    int ngroups[2]                      # [IPv4, IPv6]
+    pfr_group groups[2][129]
+    pfr_e4 *e4
+    pfr_e6 *e6
+
+# One per KTable, alive as long as the KTable object: what a compiled rule points at. `snap` is
+# the snapshot lookups through this table consult (its own, or its root's while it is not
+# active; NULL: no active table, never matches), swapped under the datapath lock.
+cdef struct pfr_dp:
+    pfr_snap *snap
+    pfr_snap *own                       # this table's own snapshot (NULL unless active)
+    uint64_t nmatch                     # pfr_match_addr's counts from the datapath
+    uint64_t nnomatch
+
+# -1: no entry covers the address; 0: the longest prefix is a plain entry; 1: a negated one
+cdef int pfr_lookup(const pfr_snap *s, uint8_t af, const uint8_t *addr) noexcept nogil
+# pfr_match_addr: the address is in the table (longest match exists, not negated); counts
+# match/nomatch on the table consulted. `af` is Linux's AF_INET/AF_INET6.
+cdef bint pfr_match_addr(pfr_dp *d, uint8_t af, const uint8_t *addr) noexcept nogil
+
+
 cdef class KEntry:
     """pfr_kentry: one prefix of a table and its counters."""
     cdef readonly bytes key             # af, address, 255 - prefix length (sorts as FreeBSD lists)
@@ -136,6 +180,7 @@ cdef class KTable:
     cdef uint64_t nmatch
     cdef uint64_t nnomatch
     cdef public long tzero
+    cdef pfr_dp *dp                     # the datapath's view (see pfr_dp)
 
 
 cdef class Tables:
@@ -144,6 +189,16 @@ cdef class Tables:
     cdef dict by_anchor                 # anchor -> {key: KTable}: an anchor's tables, found
                                         # without walking every table (transactions per anchor)
     cdef public long nentries           # entries allocated (tables, shadows, in-flight requests)
+    # the datapath's snapshots (bind_datapath): tables whose entries or flags changed since
+    # the last sync(), tables whose pfr_dp.snap is set, and the lock snapshots swap under
+    cdef set dirty
+    cdef set published
+    cdef pthread_mutex_t *dplock
+    cdef bint bound
+
+    cdef inline void touch(self, KTable kt):
+        if self.bound:
+            self.dirty.add(kt)
 
     # one per DIOCR* command, as pfr_*() in FreeBSD's pf_table.c; `flags` may carry
     # PFR_FLAG_USERIOCTL (the request came from a user: the reserved anchor is refused)

@@ -15,8 +15,11 @@ import time
 cimport cython
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free, qsort
 from libc.string cimport memcpy, memmove, memset, strlen, strncmp
+
+from pfkern.pfvar_priv cimport pthread_mutex_t, pthread_mutex_lock, pthread_mutex_unlock
 
 from pfkern.errors import Busy, ConstTable, Invalid, NoMemory, NoSuchTable, NotFound, PfError
 from pfkern.pf_util cimport REQUEST_MAXCOUNT, af_in, cstr, put_cstr
@@ -222,6 +225,17 @@ cdef class Radix:
 cdef class KTable:
     def __cinit__(self):
         self.radix = Radix()
+        self.dp = <pfr_dp *>calloc(1, sizeof(pfr_dp))
+        if self.dp == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        # Tables.sync() unpublished it first: nothing can reach this table's snapshot any more
+        # (compiled rules hold the KTable object, so it outlives every generation using it)
+        if self.dp != NULL:
+            snap_free(self.dp.own)
+            free(self.dp)
+            self.dp = NULL
 
     def __repr__(self):
         return f"<KTable {self.anchor}:{self.name} flags={self.flags:#x} cnt={self.cnt}>"
@@ -235,6 +249,10 @@ cdef class Tables:
         self.ktables = {}
         self.by_anchor = {}
         self.nentries = 0
+        self.dirty = set()
+        self.published = set()
+        self.dplock = NULL
+        self.bound = False
 
     # -- the DIOCR* operations ---------------------------------------------------------------
 
@@ -362,8 +380,8 @@ cdef class Tables:
                 fill_table(&ts.pfrts_t, kt)
                 memcpy(ts.pfrts_packets, kt.packets, sizeof(kt.packets))
                 memcpy(ts.pfrts_bytes, kt.nbytes, sizeof(kt.nbytes))
-                ts.pfrts_match = kt.nmatch
-                ts.pfrts_nomatch = kt.nnomatch
+                ts.pfrts_match = kt.nmatch + kt.dp.nmatch
+                ts.pfrts_nomatch = kt.nnomatch + kt.dp.nnomatch
                 ts.pfrts_tzero = kt.tzero
                 ts.pfrts_cnt = kt.cnt
                 ts.pfrts_refcnt[PFR_REFCNT_RULE] = kt.refcnt[PFR_REFCNT_RULE]
@@ -767,6 +785,7 @@ cdef class Tables:
 
     cdef void destroy_ktable(self, KTable kt):
         """Free a table not (or no longer) in the tree, with its entries and shadow."""
+        self.touch(kt)
         self.nentries -= len(kt.radix.entries)
         kt.radix = Radix()
         kt.cnt = 0
@@ -804,6 +823,7 @@ cdef class Tables:
         key = table_key(kt.anchor, kt.name)
         if self.ktables.get(key) is not kt:
             return                      # already deleted by an earlier cascade
+        self.touch(kt)
         if not newf & (PFR_TFLAG_REFERENCED | PFR_TFLAG_REFDANCHOR | PFR_TFLAG_PERSIST):
             newf &= ~PFR_TFLAG_ACTIVE
         if not newf & PFR_TFLAG_ACTIVE:
@@ -836,6 +856,7 @@ cdef class Tables:
         memset(kt.packets, 0, sizeof(kt.packets))
         memset(kt.nbytes, 0, sizeof(kt.nbytes))
         kt.nmatch = kt.nnomatch = 0
+        kt.dp.nmatch = kt.dp.nnomatch = 0
         kt.tzero = tzero
 
     cdef void commit_ktable(self, KTable kt, long tzero):
@@ -871,6 +892,7 @@ cdef class Tables:
         else:
             kt.radix, shadow.radix = shadow.radix, kt.radix
             kt.cnt, shadow.cnt = shadow.cnt, kt.cnt
+            self.touch(kt)
             self.clstats_ktable(kt, tzero, True)
         nflags = ((shadow.flags & PFR_TFLAG_USRMASK) | (kt.flags & PFR_TFLAG_SETMASK)
                   | PFR_TFLAG_ACTIVE) & ~PFR_TFLAG_INACTIVE
@@ -895,6 +917,7 @@ cdef class Tables:
     cdef void insert_entries(self, KTable kt, entries, long tzero):
         cdef KEntry ke
         cdef int n = 0
+        self.touch(kt)
         for ke in entries:
             kt.radix.add(ke)
             ke.tzero = tzero
@@ -903,12 +926,14 @@ cdef class Tables:
 
     cdef void remove_entries(self, KTable kt, list entries):
         cdef KEntry ke
+        self.touch(kt)
         for ke in entries:
             kt.radix.remove(ke)
         kt.cnt -= len(entries)
         self.nentries -= len(entries)
 
     cdef void flush_entries(self, KTable kt):
+        self.touch(kt)
         self.nentries -= len(kt.radix.entries)
         kt.cnt -= len(kt.radix.entries)
         kt.radix = Radix()
@@ -936,6 +961,7 @@ cdef class Tables:
         if drop:
             self.setflags_all([(kt, PFR_TFLAG_INACTIVE, 0)
                                for kt in self.anchor_tables(anchor, PFR_TFLAG_INACTIVE)])
+            self.sync()
         return rs.tticket
 
     def ina_check(self, str path, uint32_t ticket):
@@ -959,10 +985,13 @@ cdef class Tables:
                 xchange += 1
             else:
                 xadd += 1
-        for kt in reversed(work):
-            self.commit_ktable(kt, tzero)
-        rs.topen = False
-        self.core.rulesets.remove_if_empty(rs)
+        try:
+            for kt in reversed(work):
+                self.commit_ktable(kt, tzero)
+            rs.topen = False
+            self.core.rulesets.remove_if_empty(rs)
+        finally:
+            self.sync()
         return xadd, xchange
 
     def ina_rollback(self, str path, uint32_t ticket):
@@ -977,6 +1006,7 @@ cdef class Tables:
         self.setflags_all(work)
         rs.topen = False
         self.core.rulesets.remove_if_empty(rs)
+        self.sync()
         return len(work)
 
     # -- rules and the datapath --------------------------------------------------------------
@@ -1010,6 +1040,7 @@ cdef class Tables:
         kt.refcnt[PFR_REFCNT_RULE] += 1
         if kt.refcnt[PFR_REFCNT_RULE] == 1:
             self.setflags_ktable(kt, kt.flags | PFR_TFLAG_REFERENCED)
+        self.sync()
         return kt
 
     def detach(self, KTable kt):
@@ -1019,6 +1050,7 @@ cdef class Tables:
         kt.refcnt[PFR_REFCNT_RULE] -= 1
         if kt.refcnt[PFR_REFCNT_RULE] == 0:
             self.setflags_ktable(kt, kt.flags & ~PFR_TFLAG_REFERENCED)
+        self.sync()
 
     def count(self, KTable kt):
         """Entries of the table a rule sees (its root when it is not active), -1 if none is
@@ -1072,6 +1104,271 @@ cdef class Tables:
         if ke is not None and op_pass != PFR_OP_XPASS and kt.flags & PFR_TFLAG_COUNTERS:
             ke.packets[dir_out][op_pass] += 1
             ke.nbytes[dir_out][op_pass] += length
+
+    # -- the datapath's snapshots --------------------------------------------------------------
+
+    def bind_datapath(self, uintptr_t lock):
+        """The packet engine matches tables from C from now on: keep a snapshot of every active
+        table, swapped under the mutex at address `lock` (the engine's lock). Idempotent."""
+        self.dplock = <pthread_mutex_t *>lock
+        if not self.bound:
+            self.bound = True
+            self.dirty.update(self.ktables.values())
+        self.sync()
+
+    def sync(self):
+        """Publish the changes since the last sync to the datapath: rebuild the snapshots of
+        the tables whose entries or flags changed (outside the lock), then, under the lock,
+        point every affected table (and the anchored tables falling back to it) at the
+        snapshot its lookups now consult. The old snapshots are freed after the swap. Called
+        at the end of every table operation (pf_ioctl_table) and table/rule transaction."""
+        cdef KTable kt, eff
+        cdef list own_kt, snap_kt
+        cdef pfr_snap **own_new
+        cdef pfr_snap **own_old
+        cdef pfr_dp **snap_dp
+        cdef pfr_dp **own_dp
+        cdef pfr_snap **snap_val
+        cdef pfr_snap *sn
+        cdef int i, nown, nsnap
+        if not self.bound or not self.dirty:
+            return
+        dirty, self.dirty = self.dirty, set()
+        ktables = self.ktables
+        # 1. the tables whose own snapshot changes (in the tree, or gone from it)
+        own_kt = [kt for kt in dirty
+                  if kt.dp.own != NULL or ktables.get(table_key(kt.anchor, kt.name)) is kt]
+        nown = len(own_kt)
+        # 2. the tables whose effective snapshot may change: the dirty ones, the anchored tables
+        # of a dirty root, and every table published before (a deleted one goes back to NULL)
+        roots = set(own_kt)
+        affected = set(own_kt)
+        affected.update(self.published)
+        for kt in ktables.values():
+            if kt.root is not None and kt.root in roots:
+                affected.add(kt)
+        snap_kt = list(affected)
+        nsnap = len(snap_kt)
+        own_new = <pfr_snap **>calloc(nown + 1, sizeof(void *))
+        own_old = <pfr_snap **>calloc(nown + 1, sizeof(void *))
+        snap_dp = <pfr_dp **>calloc(nsnap + 1, sizeof(void *))
+        snap_val = <pfr_snap **>calloc(nsnap + 1, sizeof(void *))
+        own_dp = <pfr_dp **>calloc(nown + 1, sizeof(void *))
+        if (own_new == NULL or own_old == NULL or snap_dp == NULL or snap_val == NULL
+                or own_dp == NULL):
+            free(own_new); free(own_old); free(snap_dp); free(snap_val); free(own_dp)
+            self.dirty.update(dirty)
+            raise MemoryError()
+        try:
+            newown = {}
+            for i in range(nown):
+                kt = own_kt[i]
+                if (ktables.get(table_key(kt.anchor, kt.name)) is kt
+                        and kt.flags & PFR_TFLAG_ACTIVE):
+                    own_new[i] = snap_build(kt)
+                own_old[i] = kt.dp.own
+                own_dp[i] = kt.dp
+                newown[kt] = <uintptr_t>own_new[i]
+            for i in range(nsnap):
+                kt = snap_kt[i]
+                snap_dp[i] = kt.dp
+                if ktables.get(table_key(kt.anchor, kt.name)) is not kt:
+                    snap_val[i] = NULL
+                    self.published.discard(kt)
+                    continue
+                eff = effective(kt)
+                if eff is None:
+                    sn = NULL
+                elif eff in newown:
+                    sn = <pfr_snap *><uintptr_t>newown[eff]
+                else:
+                    sn = eff.dp.own
+                snap_val[i] = sn
+                if sn != NULL:
+                    self.published.add(kt)
+                else:
+                    self.published.discard(kt)
+            with nogil:
+                if self.dplock != NULL:
+                    pthread_mutex_lock(self.dplock)
+                for i in range(nown):
+                    own_dp[i].own = own_new[i]
+                for i in range(nsnap):
+                    snap_dp[i].snap = snap_val[i]
+                if self.dplock != NULL:
+                    pthread_mutex_unlock(self.dplock)
+                for i in range(nown):
+                    snap_free(own_old[i])
+        finally:
+            free(own_new); free(own_old); free(snap_dp); free(snap_val); free(own_dp)
+
+    def dp_lookup(self, KTable kt, int af, addr):
+        """The datapath's lookup through `kt` (tests): -2 no active table, -1 no entry, 0 a
+        plain entry, 1 a negated entry."""
+        cdef const uint8_t *a = addr
+        af = af_in(af)
+        if len(addr) < addr_len(af):
+            raise ValueError("address shorter than its family's")
+        if kt.dp.snap == NULL:
+            return -2
+        return pfr_lookup(kt.dp.snap, af, a)
+
+
+# --- snapshots: sorted prefix arrays per prefix length (nogil lookups) -------------------------
+
+cdef int cmp_e4(const void *a, const void *b) noexcept nogil:
+    cdef const pfr_e4 *x = <const pfr_e4 *>a
+    cdef const pfr_e4 *y = <const pfr_e4 *>b
+    return (x.key > y.key) - (x.key < y.key)
+
+cdef int cmp_e6(const void *a, const void *b) noexcept nogil:
+    cdef const pfr_e6 *x = <const pfr_e6 *>a
+    cdef const pfr_e6 *y = <const pfr_e6 *>b
+    if x.hi != y.hi:
+        return 1 if x.hi > y.hi else -1
+    return (x.lo > y.lo) - (x.lo < y.lo)
+
+cdef inline uint32_t be32(const uint8_t *p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+cdef inline uint64_t be64(const uint8_t *p) noexcept nogil:
+    return (<uint64_t>be32(p) << 32) | be32(p + 4)
+
+cdef inline uint64_t mask64(int bits) noexcept nogil:
+    """The top `bits` (0..64) bits set."""
+    if bits <= 0:
+        return 0
+    if bits >= 64:
+        return <uint64_t>-1
+    return (<uint64_t>-1) << (64 - bits)
+
+
+cdef void snap_free(pfr_snap *s) noexcept nogil:
+    if s != NULL:
+        free(s.e4)
+        free(s.e6)
+        free(s)
+
+
+cdef pfr_snap *snap_build(KTable kt) except NULL:
+    """A snapshot of kt's entries (pfr_snap)."""
+    cdef pfr_snap *s = <pfr_snap *>calloc(1, sizeof(pfr_snap))
+    cdef int count[2][129]
+    cdef uint32_t pos[2][129]
+    cdef KEntry ke
+    cdef int fam, net, g
+    cdef uint32_t n4 = 0, n6 = 0, at4 = 0, at6 = 0, k
+    cdef pfr_e4 *e4
+    cdef pfr_e6 *e6
+    if s == NULL:
+        raise MemoryError()
+    s.owner = kt.dp
+    memset(count, 0, sizeof(count))
+    entries = kt.radix.entries
+    for ke in entries.values():
+        if ke.af == AF_INET:
+            count[0][ke.net] += 1
+            n4 += 1
+        else:
+            count[1][ke.net] += 1
+            n6 += 1
+    s.e4 = <pfr_e4 *>calloc(n4 + 1, sizeof(pfr_e4))
+    s.e6 = <pfr_e6 *>calloc(n6 + 1, sizeof(pfr_e6))
+    if s.e4 == NULL or s.e6 == NULL:
+        snap_free(s)
+        raise MemoryError()
+    # groups longest prefix first; pos = where each length's entries start
+    for net in range(32, -1, -1):
+        if count[0][net]:
+            g = s.ngroups[0]
+            s.groups[0][g].start = at4
+            s.groups[0][g].n = count[0][net]
+            s.groups[0][g].net = net
+            s.ngroups[0] += 1
+            pos[0][net] = at4
+            at4 += count[0][net]
+    for net in range(128, -1, -1):
+        if count[1][net]:
+            g = s.ngroups[1]
+            s.groups[1][g].start = at6
+            s.groups[1][g].n = count[1][net]
+            s.groups[1][g].net = net
+            s.ngroups[1] += 1
+            pos[1][net] = at6
+            at6 += count[1][net]
+    for ke in entries.values():
+        if ke.af == AF_INET:
+            k = pos[0][ke.net]
+            pos[0][ke.net] += 1
+            s.e4[k].key = be32(ke.addr) & <uint32_t>(mask64(ke.net) >> 32)
+            s.e4[k].neg = ke.neg
+        else:
+            k = pos[1][ke.net]
+            pos[1][ke.net] += 1
+            s.e6[k].hi = be64(ke.addr) & mask64(ke.net)
+            s.e6[k].lo = be64(ke.addr + 8) & mask64(ke.net - 64)
+            s.e6[k].neg = ke.neg
+    with nogil:
+        for g in range(s.ngroups[0]):
+            qsort(&s.e4[s.groups[0][g].start], s.groups[0][g].n, sizeof(pfr_e4), cmp_e4)
+        for g in range(s.ngroups[1]):
+            qsort(&s.e6[s.groups[1][g].start], s.groups[1][g].n, sizeof(pfr_e6), cmp_e6)
+    return s
+
+
+cdef int pfr_lookup(const pfr_snap *s, uint8_t af, const uint8_t *addr) noexcept nogil:
+    cdef int g
+    cdef uint32_t lo, hi, mid, a4, k4
+    cdef uint64_t ahi, alo, khi, klo, m
+    cdef const pfr_group *gr
+    cdef const pfr_e4 *e4
+    cdef const pfr_e6 *e6
+    if af == AF_INET:
+        a4 = be32(addr)
+        for g in range(s.ngroups[0]):
+            gr = &s.groups[0][g]
+            k4 = a4 & <uint32_t>(mask64(gr.net) >> 32)
+            e4 = s.e4 + gr.start
+            lo = 0
+            hi = gr.n
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if e4[mid].key < k4:
+                    lo = mid + 1
+                elif e4[mid].key > k4:
+                    hi = mid
+                else:
+                    return <int>e4[mid].neg
+        return -1
+    ahi = be64(addr)
+    alo = be64(addr + 8)
+    for g in range(s.ngroups[1]):
+        gr = &s.groups[1][g]
+        khi = ahi & mask64(gr.net)
+        klo = alo & mask64(<int>gr.net - 64)
+        e6 = s.e6 + gr.start
+        lo = 0
+        hi = gr.n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if e6[mid].hi < khi or (e6[mid].hi == khi and e6[mid].lo < klo):
+                lo = mid + 1
+            elif e6[mid].hi > khi or e6[mid].lo > klo:
+                hi = mid
+            else:
+                return <int>e6[mid].neg
+    return -1
+
+
+cdef bint pfr_match_addr(pfr_dp *d, uint8_t af, const uint8_t *addr) noexcept nogil:
+    cdef const pfr_snap *s = d.snap
+    if s == NULL:
+        return False                    # no active table: never matches, nothing counted
+    if pfr_lookup(s, af, addr) == 0:
+        s.owner.nmatch += 1
+        return True
+    s.owner.nnomatch += 1
+    return False
 
 
 cdef inline KTable effective(KTable kt):

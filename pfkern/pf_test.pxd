@@ -5,6 +5,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from pfkern.pfvar cimport pf_addr, pf_status
 from pfkern.pfvar_priv cimport pf_state_table, pthread_mutex_t
 from pfkern.pf_tap cimport tap_if, tap_pkt, tap_engine
+from pfkern.pf_table cimport pfr_dp
 
 
 cdef enum:
@@ -22,32 +23,86 @@ ctypedef struct cf_dyn:
 
 cdef struct cf_ruleset
 
-# One compiled filter rule. `r` points at the committed Rule's own struct pf_rule (pf_rule.Rule.r):
-# the evaluation counters, packets/bytes and states_cur/tot are bumped there in place, so
-# DIOCGETRULE (pfctl -v) shows them with no copying back.
+# How a rule address matches (the compiled PF_ADDR_* kind), CK_NEG or'd in for "!addr".
+cdef enum:
+    CK_ANY = 0                  # address/mask with a zero mask: everything
+    CK_MASK4 = 1                # IPv4 address/mask of an "inet" rule: cf_rule.*4 (hot line)
+    CK_MASK = 2                 # address/mask: cf_cold.*_addr/_mask
+    CK_RANGE = 3                # cf_cold addr = low, mask = high
+    CK_DYN = 4                  # "(ifname)": cf_cold.*_dyn
+    CK_TABLE = 5                # <table>: cf_cold.*_tbl (pf_table's nogil snapshot)
+    CK_NEVER = 6                # no-route, urpf-failed, a table the rule holds no handle of
+    CK_NEG = 0x80
+    CF_SKIP_FAR = 0xffff        # cf_rule.skip: the target is cf_cold.skip_far[k]
+
+# One compiled filter rule: the match fields of the header's 976-byte struct pf_rule that the
+# walk reads for a rule it rejects, in one 64-byte cache line (the rulesets' `rules` arrays are
+# dense and aligned: 1,000 rules are 64 KiB). What only a matching rule, an IPv6 or exotic address
+# or a far skip needs lives in the parallel `cold` array. The evaluation counters live in the
+# ruleset's `evals` array (eight rules a cache line); packets/bytes/states are bumped on the
+# committed Rule.r for the matched rule only (DIOCGETRULE shows them as is), and Rule.ext_evals
+# points at the rule's evals entry (DIOCGETRULE adds it; folded into Rule.r.evaluations when the
+# generation goes).
 ctypedef struct cf_rule:
-    void *r                     # struct pf_rule * (declared in pf_test.pyx)
-    uint32_t skip[8]            # PF_SKIP_* targets as indexes into the ruleset (n = off the end)
+    uint16_t skip[8]            # PF_SKIP_* targets, relative (target - index); CF_SKIP_FAR: cold
     uint32_t ifmask             # tap_if.index bits the rule's interface or group stands for
-    uint8_t has_if              # the rule names an interface (else it matches every one)
+    uint8_t ifchk               # bit 0: the rule names an interface, bit 1: ifnot ("! em0")
+    uint8_t direction
     uint8_t af                  # Linux AF_INET / AF_INET6 (BSD 28 folded), 0 = any
+    uint8_t proto
+    uint8_t src_kind            # CK_*
+    uint8_t dst_kind
+    uint8_t src_op              # PF_OP_* of the ports
+    uint8_t dst_op
+    uint16_t src_port[2]        # network order, as in pf_rule
+    uint16_t dst_port[2]
+    uint8_t type                # ICMP type + 1, 0 = any
+    uint8_t code
+    uint8_t tos
+    uint8_t flags
+    uint8_t flagset
+    uint8_t slow                # uid, gid, prio, prob, match_tag, os fingerprint or fragment
+    uint8_t quick
     uint8_t is_anchor
+    uint32_t src4               # CK_MASK4: address & mask, network order
+    uint32_t src4mask
+    uint32_t dst4
+    uint32_t dst4mask
+    uint16_t tag
     uint8_t wildcard
+    uint8_t pad
+
+ctypedef struct cf_cold:
+    void *r                     # struct pf_rule * (declared in pf_test.pyx)
     cf_ruleset *anchor          # the called anchor's ruleset (non-wildcard)
     cf_ruleset **children       # wildcard: the children's rulesets in name order
-    int nchildren
     cf_dyn *src_dyn             # "(ifname)" addresses
     cf_dyn *dst_dyn
+    pfr_dp *src_tbl             # <table> addresses
+    pfr_dp *dst_tbl
+    int nchildren
+    uint8_t wildcard
+    uint32_t skip_far[8]        # absolute skip targets
+    pf_addr src_addr
+    pf_addr src_mask
+    pf_addr dst_addr
+    pf_addr dst_mask
 
 cdef struct cf_ruleset:
     int n
-    cf_rule *rules
+    cf_rule *rules              # 64-byte aligned
+    cf_cold *cold
+    uint64_t *evals             # evaluations of rules[i] not yet in their pf_rule
 
 # One generation of compiled rulesets: swapped whole under the engine's lock.
 ctypedef struct cf_gen:
     cf_ruleset *main
     uint32_t commit_time        # pf_uptime() at compile: older states belong to older rules
     uint32_t nrules             # rules compiled, anchors included
+    # every compiled rule once, for folding the evaluation counters (Rule.ext_evals)
+    void **fold_r               # struct pf_rule *
+    uint64_t ***fold_slot       # &Rule.ext_evals
+    uint64_t **fold_ev          # the rule's evals entry
 
 # Everything pf_test needs, reachable from C.
 ctypedef struct pf_engine:

@@ -9,14 +9,20 @@ Shape:
   (`cf_gen`) outside any lock, then swaps `e.gen` under the engine lock (the state table's
   `t.lock`, which the datapath holds for the length of one pf_test): no packet sees half a
   ruleset, and the control plane holds the lock for a pointer store.
-- Compiled rules point at the committed `Rule.r` structs: evaluations, packets, bytes and
-  states_cur/tot are bumped in place, so DIOCGETRULE shows them.
+- Each rule compiles to a compact `cf_rule` (its match fields, three cache lines, the first one
+  or two all a rejected rule costs) that points at the committed `Rule.r`: packets, bytes and
+  states_cur/tot of the matched rule are bumped there in place. Evaluations (every rule looked
+  at, as FreeBSD counts them) go to a per-ruleset array that `Rule.ext_evals` points at
+  (DIOCGETRULE adds it) and are folded into `Rule.r.evaluations` when the generation is swapped.
+- Table addresses match through pf_table's nogil snapshots (`pfr_match_addr`: longest prefix,
+  negated entries, root-table fallback for anchors, an inactive table never matches), which
+  pf_table republishes under the same lock after every table change (`Tables.bind_datapath`).
 - `pf_test_hook` is tap_engine.pf_test; it runs without the GIL, allocation-free (states come
   from pf_state's pools).
 - A purge thread (PFTM_INTERVAL) unlinks expired states and recounts states_cur.
 
-What FreeBSD has and this does not (yet): tables in rules (a table address never matches, as an
-inactive table in FreeBSD), no-route/urpf-failed addresses (never match), tags carried between the
+What FreeBSD has and this does not (yet): per-table packet/byte counters and per-address counters
+of table rules (pfr_update_stats; match/nomatch are counted), no-route/urpf-failed addresses (never match), tags carried between the
 input and output pass of a packet, os fingerprints (never match), route-to/reply-to/dup-to,
 modulate/synproxy state (treated as keep state), source tracking and its limits, scrub, NAT/RDR/
 BINAT, logging to pflog.
@@ -25,8 +31,13 @@ import logging
 import os
 import threading
 
+cimport cython
+
 from cpython.bytes cimport PyBytes_AsString
 from libc.stdlib cimport malloc, calloc, free
+
+cdef extern from "<stdlib.h>" nogil:
+    int posix_memalign(void **, size_t, size_t)
 from libc.string cimport memset, memcpy, memcmp, strncpy, strlen
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr_t
 
@@ -40,6 +51,7 @@ from pfkern.pf_state cimport (pf_uptime, pf_state_key_fill, pf_state_alloc, pf_s
                               pf_state_insert, pf_unlink_state, pf_find_state, pf_state_expires,
                               StateTable)
 from pfkern.pf_rule cimport Rule, pf_rule_addr
+from pfkern.pf_table cimport KTable, pfr_dp, pfr_match_addr
 from pfkern.pf cimport PfCore
 from pfkern.pf_tap cimport tap_if, tap_pkt, tap_engine, Datapath
 
@@ -212,6 +224,9 @@ cdef enum:
 
 cdef uint32_t UID_MAX = <uint32_t>-1
 
+cdef enum:
+    STOP = 0xffffffff           # eval_ruleset's index after a quick match
+
 
 # ---- the packet descriptor (FreeBSD struct pf_pdesc) ---------------------------------------------
 ctypedef struct pdesc:
@@ -234,9 +249,9 @@ ctypedef struct pdesc:
 
 # What pf_test_rule found: the rule, the top-level anchor rule it was reached through, the tag.
 ctypedef struct evalctx:
-    cf_rule *rm
-    cf_rule *am
-    cf_rule *acur
+    cf_cold *rm
+    cf_cold *am
+    cf_cold *acur
     int match
     int tag
     int depth
@@ -299,22 +314,27 @@ cdef bint match_dyn(const cf_dyn *d, const pf_addr *a, uint8_t af) noexcept nogi
             return True
     return False
 
-cdef inline bint mismatch_aw(const pf_rule_addr *ra, const cf_dyn *dyn, const pf_addr *x,
-                             uint8_t af) noexcept nogil:
-    """PF_MISMATCHAW: the address does not match the rule's address wrap (negation applied)."""
-    cdef uint8_t t = ra.addr.type
+cdef bint mismatch_aw(uint8_t kind, const cf_cold *cc, bint src, const pf_addr *x,
+                      uint8_t af) noexcept nogil:
+    """PF_MISMATCHAW on a compiled address other than CK_MASK4: the packet's address does not
+    match (negation applied)."""
+    cdef uint8_t k = kind & 0x7f
+    cdef const pf_addr *a = &cc.src_addr if src else &cc.dst_addr
+    cdef const pf_addr *m = &cc.src_mask if src else &cc.dst_mask
     cdef bint bad
-    if t == PF_ADDR_ADDRMASK:
-        bad = (not azero(&ra.addr.v.a.mask, af) and
-               not pf_match_addr(0, &ra.addr.v.a.addr, &ra.addr.v.a.mask, x, af))
-    elif t == PF_ADDR_RANGE:
-        bad = not match_range(&ra.addr.v.a.addr, &ra.addr.v.a.mask, x, af)
-    elif t == PF_ADDR_DYNIFTL:
-        bad = not match_dyn(dyn, x, af)
+    if k == CK_MASK:
+        bad = not azero(m, af) and not pf_match_addr(0, a, m, x, af)
+    elif k == CK_ANY:
+        bad = False
+    elif k == CK_TABLE:
+        bad = not pfr_match_addr(cc.src_tbl if src else cc.dst_tbl, af, x.addr8)
+    elif k == CK_RANGE:
+        bad = not match_range(a, m, x, af)
+    elif k == CK_DYN:
+        bad = not match_dyn(cc.src_dyn if src else cc.dst_dyn, x, af)
     else:
-        # tables (not yet on the datapath: as an inactive table), no-route, urpf-failed
-        bad = True
-    return bad != (ra.neg != 0)
+        bad = True              # no-route, urpf-failed (no routing table lookups here)
+    return bad != ((kind & CK_NEG) != 0)
 
 cdef inline bint match_uid(uint8_t op, uint32_t a1, uint32_t a2, uint32_t u) noexcept nogil:
     """pf_match_uid/gid: forwarded packets have no socket, their uid is UID_MAX."""
@@ -324,94 +344,148 @@ cdef inline bint match_uid(uint8_t op, uint32_t a1, uint32_t a2, uint32_t u) noe
 
 
 # ---- pf_test_rule's walk ------------------------------------------------------------------------------
+cdef bint slow_mismatch(pf_engine *e, cf_rule *cr, cf_cold *cc, pdesc *pd, evalctx *c) noexcept nogil:
+    """The rarely used checks that follow tos in pf_test_rule, in its order (fragment, TCP
+    flags, uid, gid, prio, probability, tag, os fingerprint), read from the pf_rule."""
+    cdef pf_rule_x *r = <pf_rule_x *>cc.r
+    if r.rule_flag & PFRULE_FRAGMENT:
+        return True
+    if pd.proto == IPPROTO_TCP and (cr.flagset & pd.p.tcp_flags) != cr.flags:
+        return True
+    if r.uid.op and not match_uid(r.uid.op, r.uid.uid[0], r.uid.uid[1], UID_MAX):
+        return True
+    if r.gid.op and not match_uid(r.gid.op, r.gid.gid[0], r.gid.gid[1], UID_MAX):
+        return True
+    if r.prio:
+        return True             # no 802.1q priority on TAP frames: never matches
+    if r.prob and r.prob <= rand32(e):
+        return True
+    if r.match_tag and not match_tag(r, c):
+        return True
+    if r.os_fingerprint != 0:
+        return True             # no passive OS fingerprinting here
+    return False
+
+
+cdef inline uint32_t skip_to(const cf_ruleset *rs, const cf_rule *cr, uint32_t i, int k) noexcept nogil:
+    cdef uint16_t d = cr.skip[k]
+    if d != CF_SKIP_FAR:
+        return i + d
+    return rs.cold[i].skip_far[k]
+
+
 cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexcept nogil:
     """Walk one ruleset (pf_test_rule's loop, anchors by recursion as pf_step_into_anchor /
-    pf_step_out_of_anchor do by stack); 1 = stop evaluating (a quick match)."""
+    pf_step_out_of_anchor do by stack); 1 = stop evaluating (a quick match). Reads the compact
+    cf_rule array (one cache line a rule); evaluations are counted in rs.evals."""
     cdef uint32_t i = 0, n = rs.n
     cdef cf_rule *cr
-    cdef pf_rule_x *r
-    cdef bint kmatch, fmatch, top
-    cdef int k, mtag
+    cdef cf_rule *rules = rs.rules
+    cdef uint64_t *evals = rs.evals
+    cdef uint32_t ifbit = 1u << pd.ifp.index
+    cdef uint8_t dir = pd.dir, af = pd.af, proto = pd.proto
+    cdef uint32_t src4 = pd.src.addr32[0], dst4 = pd.dst.addr32[0]
+    cdef uint8_t k
+    cdef bint kmatch
     while i < n:
-        cr = &rs.rules[i]
-        r = <pf_rule_x *>cr.r
-        r.evaluations += 1
-        kmatch = (not cr.has_if) or ((cr.ifmask >> pd.ifp.index) & 1)
-        if kmatch == (r.ifnot != 0):
-            i = cr.skip[PF_SKIP_IFP]
-        elif r.direction and r.direction != pd.dir:
-            i = cr.skip[PF_SKIP_DIR]
-        elif cr.af and cr.af != pd.af:
-            i = cr.skip[PF_SKIP_AF]
-        elif r.proto and r.proto != pd.proto:
-            i = cr.skip[PF_SKIP_PROTO]
-        elif mismatch_aw(&r.src, cr.src_dyn, pd.src, pd.af):
-            i = cr.skip[PF_SKIP_SRC_ADDR]
-        elif r.src.port_op and not pf_match_port(r.src.port_op, r.src.port[0], r.src.port[1], pd.sport):
-            i = cr.skip[PF_SKIP_SRC_PORT]
-        elif mismatch_aw(&r.dst, cr.dst_dyn, pd.dst, pd.af):
-            i = cr.skip[PF_SKIP_DST_ADDR]
-        elif r.dst.port_op and not pf_match_port(r.dst.port_op, r.dst.port[0], r.dst.port[1], pd.dport):
-            i = cr.skip[PF_SKIP_DST_PORT]
-        elif r.type and r.type != pd.icmptype + 1:
+        cr = &rules[i]
+        evals[i] += 1
+        if cr.ifchk:
+            kmatch = (not (cr.ifchk & 1)) or (cr.ifmask & ifbit) != 0
+            if kmatch == ((cr.ifchk >> 1) & 1):
+                i = skip_to(rs, cr, i, PF_SKIP_IFP)
+                continue
+        if cr.direction and cr.direction != dir:
+            i = skip_to(rs, cr, i, PF_SKIP_DIR)
+            continue
+        if cr.af and cr.af != af:
+            i = skip_to(rs, cr, i, PF_SKIP_AF)
+            continue
+        if cr.proto and cr.proto != proto:
+            i = skip_to(rs, cr, i, PF_SKIP_PROTO)
+            continue
+        k = cr.src_kind
+        if k:
+            if (k & 0x7f) == CK_MASK4:
+                if ((src4 & cr.src4mask) != cr.src4) != ((k & CK_NEG) != 0):
+                    i = skip_to(rs, cr, i, PF_SKIP_SRC_ADDR)
+                    continue
+            elif mismatch_aw(k, &rs.cold[i], True, pd.src, af):
+                i = skip_to(rs, cr, i, PF_SKIP_SRC_ADDR)
+                continue
+        if cr.src_op and not pf_match_port(cr.src_op, cr.src_port[0], cr.src_port[1], pd.sport):
+            i = skip_to(rs, cr, i, PF_SKIP_SRC_PORT)
+            continue
+        k = cr.dst_kind
+        if k:
+            if (k & 0x7f) == CK_MASK4:
+                if ((dst4 & cr.dst4mask) != cr.dst4) != ((k & CK_NEG) != 0):
+                    i = skip_to(rs, cr, i, PF_SKIP_DST_ADDR)
+                    continue
+            elif mismatch_aw(k, &rs.cold[i], False, pd.dst, af):
+                i = skip_to(rs, cr, i, PF_SKIP_DST_ADDR)
+                continue
+        if cr.dst_op and not pf_match_port(cr.dst_op, cr.dst_port[0], cr.dst_port[1], pd.dport):
+            i = skip_to(rs, cr, i, PF_SKIP_DST_PORT)
+            continue
+        if cr.type and cr.type != pd.icmptype + 1:
             i += 1
-        elif r.code and r.code != pd.icmpcode + 1:
+        elif cr.code and cr.code != pd.icmpcode + 1:
             i += 1
-        elif r.tos and r.tos != pd.tos:
+        elif cr.tos and cr.tos != pd.tos:
             i += 1
-        elif r.rule_flag & PFRULE_FRAGMENT:
-            i += 1
-        elif pd.proto == IPPROTO_TCP and (r.flagset & pd.p.tcp_flags) != r.flags:
-            i += 1
-        elif r.uid.op and not match_uid(r.uid.op, r.uid.uid[0], r.uid.uid[1], UID_MAX):
-            i += 1
-        elif r.gid.op and not match_uid(r.gid.op, r.gid.gid[0], r.gid.gid[1], UID_MAX):
-            i += 1
-        elif r.prio:
-            i += 1                  # no 802.1q priority on TAP frames: never matches
-        elif r.prob and r.prob <= rand32(e):
-            i += 1
-        elif r.match_tag and not match_tag(r, c):
-            i += 1
-        elif r.os_fingerprint != 0:
-            i += 1                  # no passive OS fingerprinting here
-        else:
-            if r.tag:
-                c.tag = r.tag
-            if not cr.is_anchor:
-                c.match = 1
-                c.rm = cr
-                c.am = c.acur
-                if r.quick:
-                    return 1
+        elif cr.slow:
+            if slow_mismatch(e, cr, &rs.cold[i], pd, c):
                 i += 1
             else:
-                if c.depth >= CF_STACKSIZE:
-                    i += 1
-                    continue
+                i = matched(e, rs, i, pd, c)
+        elif proto == IPPROTO_TCP and (cr.flagset & pd.p.tcp_flags) != cr.flags:
+            i += 1
+        else:
+            i = matched(e, rs, i, pd, c)
+    return 0 if i != STOP else 1
+
+
+cdef uint32_t matched(pf_engine *e, cf_ruleset *rs, uint32_t i, pdesc *pd, evalctx *c) noexcept nogil:
+    """A rule matched every criterion: remember it, or step into the anchor it calls. Returns the
+    next index, STOP to end evaluation (quick)."""
+    cdef cf_rule *cr = &rs.rules[i]
+    cdef cf_cold *cc = &rs.cold[i]
+    cdef bint fmatch, top
+    cdef int k
+    if cr.tag:
+        c.tag = cr.tag
+    if not cr.is_anchor:
+        c.match = 1
+        c.rm = cc
+        c.am = c.acur
+        if cr.quick:
+            return STOP
+        return i + 1
+    if c.depth >= CF_STACKSIZE:
+        return i + 1
+    c.match = 0
+    top = c.depth == 0
+    if top:
+        c.acur = cc
+    c.depth += 1
+    fmatch = False
+    if cc.wildcard:
+        for k in range(cc.nchildren):
+            if eval_ruleset(e, cc.children[k], pd, c):
+                return STOP
+            if c.match:
+                fmatch = True
                 c.match = 0
-                top = c.depth == 0
-                if top:
-                    c.acur = cr
-                c.depth += 1
-                fmatch = False
-                if cr.wildcard:
-                    for k in range(cr.nchildren):
-                        if eval_ruleset(e, cr.children[k], pd, c):
-                            return 1
-                        if c.match:
-                            fmatch = True
-                            c.match = 0
-                elif cr.anchor != NULL:
-                    if eval_ruleset(e, cr.anchor, pd, c):
-                        return 1
-                c.depth -= 1
-                if top:
-                    c.acur = NULL
-                if (fmatch or c.match) and r.quick:
-                    return 1
-                i += 1
-    return 0
+    elif cc.anchor != NULL:
+        if eval_ruleset(e, cc.anchor, pd, c):
+            return STOP
+    c.depth -= 1
+    if top:
+        c.acur = NULL
+    if (fmatch or c.match) and cr.quick:
+        return STOP
+    return i + 1
 
 cdef inline bint match_tag(pf_rule_x *r, evalctx *c) noexcept nogil:
     """pf_match_tag; the packet's own tag is 0 (tags are not carried between passes yet)."""
@@ -431,30 +505,30 @@ cdef inline void key_of(pf_state_key_cmp *k, uint8_t af, uint8_t proto, const pf
     else:
         pf_state_key_fill(k, af, proto, dst, src, dport, sport)
 
-cdef inline cf_rule *state_rule(pf_engine *e, pf_kstate *st, cf_rule **anchor) noexcept nogil:
+cdef inline cf_cold *state_rule(pf_engine *e, pf_kstate *st, cf_cold **anchor) noexcept nogil:
     """The compiled rule that created a state, if it belongs to the active generation (states
     keep rule numbers; a state older than the last commit belongs to rules that are gone)."""
     cdef cf_gen *g = e.gen
-    cdef cf_rule *a
+    cdef cf_cold *a
     anchor[0] = NULL
     if g == NULL or st.creation < g.commit_time or st.rule == PF_NO_RULE:
         return NULL
     if st.anchor == PF_NO_RULE:
         if st.rule < <uint32_t>g.main.n:
-            return &g.main.rules[st.rule]
+            return &g.main.cold[st.rule]
         return NULL
     if st.anchor >= <uint32_t>g.main.n:
         return NULL
-    a = &g.main.rules[st.anchor]
+    a = &g.main.cold[st.anchor]
     anchor[0] = a
     if a.anchor != NULL and not a.wildcard and st.rule < <uint32_t>a.anchor.n:
-        return &a.anchor.rules[st.rule]
+        return &a.anchor.cold[st.rule]
     return NULL
 
 cdef void state_unlink(pf_engine *e, pf_kstate *st) noexcept nogil:
     """pf_unlink_state with STATE_DEC_COUNTERS on its rules."""
-    cdef cf_rule *a
-    cdef cf_rule *r = state_rule(e, st, &a)
+    cdef cf_cold *a
+    cdef cf_cold *r = state_rule(e, st, &a)
     if r != NULL and (<pf_rule_x *>r.r).u_states_cur:
         (<pf_rule_x *>r.r).u_states_cur -= 1
     if a != NULL and (<pf_rule_x *>a.r).u_states_cur:
@@ -817,7 +891,7 @@ cdef inline int strncmp_(const char *a, const char *b, size_t n) noexcept nogil:
     return 0
 
 
-cdef int create_state(pf_engine *e, cf_rule *cr, cf_rule *ca, pdesc *pd, pf_kstate **sm,
+cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, pdesc *pd, pf_kstate **sm,
                       int *reason, uint32_t now) noexcept nogil:
     cdef pf_rule_x *r = <pf_rule_x *>cr.r
     cdef pf_rule_x *a = <pf_rule_x *>ca.r if ca != NULL else NULL
@@ -895,7 +969,7 @@ cdef int create_state(pf_engine *e, cf_rule *cr, cf_rule *ca, pdesc *pd, pf_ksta
 
 
 # ---- pf_test_rule ------------------------------------------------------------------------------------
-cdef int test_rule(pf_engine *e, pdesc *pd, cf_rule **rm, cf_rule **am, pf_kstate **sm,
+cdef int test_rule(pf_engine *e, pdesc *pd, cf_cold **rm, cf_cold **am, pf_kstate **sm,
                    int *reason, uint32_t now, bint fragment) noexcept nogil:
     cdef evalctx c
     cdef pf_rule_x *r
@@ -952,8 +1026,8 @@ cdef void want_return(pf_engine *e, pf_rule_x *r, pdesc *pd) noexcept nogil:
 cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *reason) noexcept nogil:
     cdef pdesc pd
     cdef pf_kstate *s = NULL
-    cdef cf_rule *rm = NULL
-    cdef cf_rule *am = NULL
+    cdef cf_cold *rm = NULL
+    cdef cf_cold *am = NULL
     cdef pf_rule_x *r
     cdef pf_rule_x *a
     cdef int action, dirndx
@@ -1075,8 +1149,8 @@ cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
     cdef pf_state_table *t = e.t
     cdef pf_kstate *st
     cdef pf_kstate *nxt
-    cdef cf_rule *r
-    cdef cf_rule *a
+    cdef cf_cold *r
+    cdef cf_cold *a
     cdef unsigned int n = 0
     cdef uint32_t now
     pthread_mutex_lock(&t.lock)
@@ -1106,43 +1180,66 @@ cdef void zero_states_cur(cf_ruleset *rs, int depth) noexcept nogil:
     if rs == NULL or depth > CF_STACKSIZE:
         return
     for i in range(rs.n):
-        (<pf_rule_x *>rs.rules[i].r).u_states_cur = 0
-        if rs.rules[i].anchor != NULL:
-            zero_states_cur(rs.rules[i].anchor, depth + 1)
-        for k in range(rs.rules[i].nchildren):
-            zero_states_cur(rs.rules[i].children[k], depth + 1)
+        (<pf_rule_x *>rs.cold[i].r).u_states_cur = 0
+        if rs.cold[i].anchor != NULL:
+            zero_states_cur(rs.cold[i].anchor, depth + 1)
+        for k in range(rs.cold[i].nchildren):
+            zero_states_cur(rs.cold[i].children[k], depth + 1)
 
 
 # ---- the compiler ------------------------------------------------------------------------------------
 PF_RULESET_FILTER = 1
 
 
+@cython.no_gc_clear      # its Rule objects must outlive the counter fold in __dealloc__
 cdef class _Gen:
     """A compiled generation and everything it points into (Rule objects, C arrays)."""
     cdef cf_gen *g
     cdef list rules             # Rule objects whose .r the arrays point at
+    cdef list tables            # KTable objects whose pfr_dp the arrays point at
     cdef list blocks            # malloc'd blocks (as integers) to free
 
     def __cinit__(self):
         self.g = NULL
         self.rules = []
+        self.tables = []
         self.blocks = []
 
     cdef void *alloc(self, size_t size) except NULL:
-        cdef void *p = calloc(1, size if size else 1)
-        if p == NULL:
+        cdef void *p = NULL
+        if posix_memalign(&p, 64, size if size else 1) != 0 or p == NULL:
             raise MemoryError()
+        memset(p, 0, size if size else 1)
         self.blocks.append(<uintptr_t>p)
         return p
 
     def __dealloc__(self):
+        if self.g != NULL and self.g.fold_r != NULL:
+            fold_evals(self.g)
         for b in self.blocks:
             free(<void *><uintptr_t>b)
+
+
+cdef void fold_evals(cf_gen *g) noexcept nogil:
+    """Move the generation's evaluation counters into their pf_rules and unhook Rule.ext_evals
+    (call under the engine lock while the generation is active)."""
+    cdef uint32_t k
+    for k in range(g.nrules):
+        (<pf_rule_x *>g.fold_r[k]).evaluations += g.fold_ev[k][0]
+        g.fold_ev[k][0] = 0
+        if g.fold_slot[k][0] == g.fold_ev[k]:
+            g.fold_slot[k][0] = NULL
+
+cdef void hook_evals(cf_gen *g) noexcept nogil:
+    cdef uint32_t k
+    for k in range(g.nrules):
+        g.fold_slot[k][0] = g.fold_ev[k]
 
 
 cdef class _Compiler:
     cdef _Gen gen
     cdef dict done              # id(Ruleset) -> address of its cf_ruleset
+    cdef list fold              # (pf_rule *, &Rule.ext_evals, &evals[i]) of every rule compiled
     cdef object interfaces      # core.interfaces
     cdef dict ifindex           # name -> tap_if.index
     cdef Datapath dp
@@ -1194,43 +1291,123 @@ cdef class _Compiler:
         cdef cf_ruleset *crs = <cf_ruleset *>self.gen.alloc(sizeof(cf_ruleset))
         self.done[key] = <uintptr_t>crs
         crs.rules = <cf_rule *>self.gen.alloc(sizeof(cf_rule) * max(len(rules), 1))
+        crs.cold = <cf_cold *>self.gen.alloc(sizeof(cf_cold) * max(len(rules), 1))
         crs.n = len(rules)
         cdef Rule rule
         cdef cf_rule *cr
+        cdef cf_cold *cc
         cdef pf_rule_x *r
         cdef int i, k, n = len(rules)
         cdef uint32_t target
+        crs.evals = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * max(n, 1))
         for i in range(n):
             rule = rules[i]
             self.gen.rules.append(rule)
             cr = &crs.rules[i]
-            cr.r = <void *>&rule.r
-            r = <pf_rule_x *>cr.r
+            cc = &crs.cold[i]
+            cc.r = <void *>&rule.r
+            r = <pf_rule_x *>cc.r
+            self.fold.append((<uintptr_t>cc.r, <uintptr_t>&rule.ext_evals, <uintptr_t>&crs.evals[i]))
             for k in range(8):
                 target = rule.r.skip[k].nr
-                cr.skip[k] = n if target >= <uint32_t>n or target <= <uint32_t>i else target
+                target = n if target >= <uint32_t>n or target <= <uint32_t>i else target
+                cc.skip_far[k] = target
+                cr.skip[k] = target - i if target - i < CF_SKIP_FAR else CF_SKIP_FAR
             cr.af = AF_INET6 if r.af == AF_INET6_BSD else r.af
             name = rule.ifname
-            cr.has_if = 1 if name else 0
+            cr.ifchk = (1 if name else 0) | (2 if r.ifnot else 0)
             cr.ifmask = self.ifmask(name) if name else 0
-            if r.src.addr.type == PF_ADDR_DYNIFTL:
-                cr.src_dyn = self.dyn(&r.src, cr.af)
-            if r.dst.addr.type == PF_ADDR_DYNIFTL:
-                cr.dst_dyn = self.dyn(&r.dst, cr.af)
+            cr.direction = r.direction
+            cr.proto = r.proto
+            cr.src_kind = self.addr_kind(&r.src, rule.src_table, cr, cc, True)
+            cr.dst_kind = self.addr_kind(&r.dst, rule.dst_table, cr, cc, False)
+            cr.src_op = r.src.port_op
+            cr.dst_op = r.dst.port_op
+            cr.src_port[0] = r.src.port[0]
+            cr.src_port[1] = r.src.port[1]
+            cr.dst_port[0] = r.dst.port[0]
+            cr.dst_port[1] = r.dst.port[1]
+            cr.type = r.type
+            cr.code = r.code
+            cr.tos = r.tos
+            cr.flags = r.flags
+            cr.flagset = r.flagset
+            cr.slow = 1 if ((r.rule_flag & PFRULE_FRAGMENT) or r.uid.op or r.gid.op or r.prio
+                            or r.prob or r.match_tag or r.os_fingerprint) else 0
+            cr.quick = r.quick
+            cr.tag = r.tag
             anchor = rule.anchor
             if anchor is not None:
                 cr.is_anchor = 1
                 if rule.anchor_wildcard:
-                    cr.wildcard = 1
+                    cr.wildcard = cc.wildcard = 1
                     kids = sorted(anchor.children.values(), key=lambda a: a.name.encode("latin-1"))
-                    cr.nchildren = len(kids)
-                    cr.children = <cf_ruleset **>self.gen.alloc(sizeof(void *) * max(len(kids), 1))
+                    cc.nchildren = len(kids)
+                    cc.children = <cf_ruleset **>self.gen.alloc(sizeof(void *) * max(len(kids), 1))
                     for k in range(len(kids)):
-                        cr.children[k] = self.ruleset(kids[k].ruleset)
+                        cc.children[k] = self.ruleset(kids[k].ruleset)
                 else:
-                    cr.anchor = self.ruleset(anchor.ruleset)
+                    cc.anchor = self.ruleset(anchor.ruleset)
         self.gen.g.nrules += n
         return crs
+
+    cdef uint8_t addr_kind(self, pf_rule_addr *ra, table, cf_rule *cr, cf_cold *cc,
+                           bint src) except? 0xff:
+        """Compile one rule address: its CK_* kind (CK_NEG for "!"), the address words, and the
+        dyn / table matcher it needs."""
+        cdef uint8_t t = ra.addr.type
+        cdef uint8_t kind
+        cdef pf_addr *a = &cc.src_addr if src else &cc.dst_addr
+        cdef pf_addr *m = &cc.src_mask if src else &cc.dst_mask
+        cdef KTable kt
+        memcpy(a, &ra.addr.v.a.addr, sizeof(pf_addr))
+        memcpy(m, &ra.addr.v.a.mask, sizeof(pf_addr))
+        if t == PF_ADDR_ADDRMASK:
+            if cr.af == AF_INET:
+                # only the first word counts for IPv4 (PF_AZERO / PF_MATCHA on AF_INET)
+                kind = CK_MASK4 if m.addr32[0] else CK_ANY
+                if src:
+                    cr.src4mask = m.addr32[0]
+                    cr.src4 = a.addr32[0] & m.addr32[0]
+                else:
+                    cr.dst4mask = m.addr32[0]
+                    cr.dst4 = a.addr32[0] & m.addr32[0]
+            else:
+                kind = CK_MASK if (m.addr32[0] | m.addr32[1] | m.addr32[2] | m.addr32[3]) else CK_ANY
+        elif t == PF_ADDR_RANGE:
+            kind = CK_RANGE
+        elif t == PF_ADDR_DYNIFTL:
+            kind = CK_DYN
+            if src:
+                cc.src_dyn = self.dyn(ra, cr.af)
+            else:
+                cc.dst_dyn = self.dyn(ra, cr.af)
+        elif t == PF_ADDR_TABLE and table is not None:
+            kind = CK_TABLE
+            kt = table
+            self.gen.tables.append(kt)
+            if src:
+                cc.src_tbl = kt.dp
+            else:
+                cc.dst_tbl = kt.dp
+        else:
+            kind = CK_NEVER
+        if ra.neg:
+            kind |= CK_NEG
+        return kind
+
+
+cdef fold_arrays(_Gen gen, list fold):
+    cdef cf_gen *g = gen.g
+    cdef Py_ssize_t k, n = len(fold)
+    g.fold_r = <void **>gen.alloc(sizeof(void *) * max(n, 1))
+    g.fold_slot = <uint64_t ***>gen.alloc(sizeof(void *) * max(n, 1))
+    g.fold_ev = <uint64_t **>gen.alloc(sizeof(void *) * max(n, 1))
+    for k in range(n):
+        rp, slot, ev = fold[k]
+        g.fold_r[k] = <void *><uintptr_t>rp
+        g.fold_slot[k] = <uint64_t **><uintptr_t>slot
+        g.fold_ev[k] = <uint64_t *><uintptr_t>ev
 
 
 cdef void set_mask(pf_addr *m, int plen) noexcept nogil:
@@ -1277,6 +1454,9 @@ cdef class Filter:
         self.gen = None
         self.purger = None
         self.closing = False
+        tables = getattr(core, "tables", None)
+        if tables is not None and hasattr(tables, "bind_datapath"):
+            tables.bind_datapath(<uintptr_t>&states.t.lock)
         self.recompile()
         core.rulesets.on_commit(self._on_commit)
         self.refresh_skip()
@@ -1308,13 +1488,30 @@ cdef class Filter:
         c.ifindex = self.ifindex
         c.dp = self.datapath
         gen.g.commit_time = pf_uptime()
+        c.fold = []
         gen.g.main = c.ruleset(self.core.rulesets.main)
+        fold_arrays(gen, c.fold)
+        cdef cf_gen *old = self.e.gen
         with nogil:
             pthread_mutex_lock(&t.lock)
+            if old != NULL:
+                fold_evals(old)
             self.e.gen = gen.g
+            hook_evals(gen.g)
             pthread_mutex_unlock(&t.lock)
         self.gen = gen              # the previous generation is freed here, unreferenced
         log.debug("filter rules compiled: %d", gen.g.nrules)
+
+    def unhook(self):
+        """Fold the evaluation counters into the rules and detach them from this engine."""
+        cdef pf_state_table *t = self.e.t
+        cdef cf_gen *g = self.e.gen
+        if g == NULL:
+            return
+        with nogil:
+            pthread_mutex_lock(&t.lock)
+            fold_evals(g)
+            pthread_mutex_unlock(&t.lock)
 
     def refresh_skip(self):
         """`set skip on`: the interfaces whose kif carries PFI_IFLAG_SKIP."""

@@ -309,3 +309,63 @@ def test_many_rules_last_matches(f):
     got = f.rules(action=PF_DROP)
     # skip steps: af/proto/dst blocks of UDP rules are jumped over, not evaluated one by one
     assert got[-1].evaluations > 0 and got[250].evaluations < got[-1].evaluations
+
+
+# ---- tables -----------------------------------------------------------------------------------------
+def test_table_longest_prefix_negated_entries_and_changes(f):
+    """A <table> address matches by longest prefix from the datapath (negated entries included);
+    DIOCRADDADDRS / DIOCRDELADDRS take effect on the next packet; an inactive table never
+    matches."""
+    from tables_util import TableClient, table
+    tc = TableClient(f.dev)
+    b, far = f.b.ip4, f.far4                        # 10.81.2.2, 10.82.0.1
+    f.load([rule(PF_PASS), rule(PF_DROP, proto=ICMP, dst="<tt>", direction=PF_IN),
+            rule(PF_DROP, proto=ICMP6, dst="<tt>", direction=PF_IN)])
+    # referenced but not defined: not active, never matches
+    assert f.pings(f.a, b) == 2 and f.pings(f.a, far) == 2
+    tc.add_tables(table("tt"))
+    tc.add_addrs(table("tt"), ["10.0.0.0/8", "!10.81.2.0/24"])
+    assert f.pings(f.a, far) == 0                   # 10/8
+    assert f.pings(f.a, b) == 2                     # !10.81.2/24 is the longer prefix
+    tc.del_addrs(table("tt"), ["!10.81.2.0/24"])
+    assert f.pings(f.a, b) == 0
+    tc.add_addrs(table("tt"), ["!%s" % b])
+    assert f.pings(f.a, b) == 2 and f.pings(f.a, far) == 0
+    # IPv6 entries in the same table
+    assert f.pings(f.a, f.b.ip6) == 2
+    tc.add_addrs(table("tt"), ["fd81:2::/64"])
+    assert f.pings(f.a, f.b.ip6) == 0
+    tc.add_addrs(table("tt"), ["!%s" % f.b.ip6])
+    assert f.pings(f.a, f.b.ip6) == 2
+    # match/nomatch counted on the table
+    ts = [t for t in tc.tables(stats=True) if bytes(t.pfrts_t.pfrt_name).rstrip(b"\0") == b"tt"][0]
+    assert ts.pfrts_match > 0 and ts.pfrts_nomatch > 0
+    # flushing the table: nothing matches any more
+    tc.clr_addrs(table("tt"))
+    assert f.pings(f.a, far) == 2
+
+
+def test_table_negated_rule_address_and_root_fallback(f):
+    """"! <table>" negates the table's answer; a rule in an anchor whose own table is not
+    active looks its address up in the main ruleset's table of the same name."""
+    from rules_util import add_rule, ruleset_elements, ticket_of, xbegin, xcommit
+    from tables_util import TableClient, table
+    tc = TableClient(f.dev)
+    r = rule(PF_DROP, proto=ICMP, dst="<tn>", direction=PF_IN)
+    r.dst.neg = 1
+    els = xbegin(f.dev, ruleset_elements("") + ruleset_elements("tx"))
+    add_rule(f.dev, rule(PF_PASS), ticket_of(els, 1, ""), "")
+    add_rule(f.dev, rule(PF_PASS), ticket_of(els, 1, ""), "", anchor_call="tx")
+    add_rule(f.dev, r, ticket_of(els, 1, "tx"), "tx")
+    xcommit(f.dev, els)
+    # neither the anchor's table nor a root table is active: the table never matches, so the
+    # negated address matches everything
+    assert f.pings(f.a, f.b.ip4) == 0
+    tc.add_tables(table("tn", flags=0x1))           # the root table (main ruleset), persist
+    try:
+        tc.add_addrs(table("tn"), [f.b.ip4])
+        assert f.pings(f.a, f.b.ip4) == 2           # in the root table: not blocked
+        assert f.pings(f.a, f.far4) == 0
+    finally:
+        f.flush("tx")
+        tc.del_tables(table("tn"))
