@@ -37,7 +37,7 @@ def show(device, out=sys.stdout):
             pf.natlook(None, IPPROTO_TCP, "192.0.2.1", 8080, "198.51.100.7", 4321, PF_OUT)
         except OSError as exc:
             print(f"DIOCNATLOOK 192.0.2.1:8080 -> 198.51.100.7:4321: {exc.strerror} "
-                  f"(no states yet: the packet engine comes with its issue)", file=out)
+                  f"(no connection has made a state: the NAT demo comes with the translation issue)", file=out)
 
 
 def main(argv=None):
