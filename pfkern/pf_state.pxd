@@ -2,7 +2,6 @@
 # datapath: `from pfkern.pf_state cimport *`. Every function below runs without the GIL, on C
 # structs only, and expects `t.lock` held by the caller (see pfvar_priv.pxd, pf_state_table).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from pfkern.pfvar cimport pf_addr
 from pfkern.pfvar_priv cimport (pf_state_table, pf_state_key_cmp, pf_kstate, pf_ksrc_node,
                                 pf_kstate_kill, pfsync_state, pf_src_node, pf_rule_addr,
                                 pfsync_state_peer, pf_rule_ptr)
@@ -11,100 +10,7 @@ from pfkern.pf cimport PfCore
 
 # The older generations' state structs of net/pfvar.h (pf-abi.md §3.2, §3.3): only the members
 # the state code touches.
-cdef extern from "net/pfvar.h" nogil:
-    struct pf_state_host:
-        pf_addr addr
-        uint16_t port
-
-    struct pf_state_peer_obsd37:
-        uint32_t seqlo
-        uint32_t seqhi
-        uint32_t seqdiff
-        uint16_t max_win
-        uint8_t state
-        uint8_t wscale
-        uint16_t mss
-        void *scrub
-
-    union pf_state_obsd37_u:
-        char ifname[16]
-
-    # OpenBSD 3.7's kernel pf_state as DIOCGETSTATE/DIOCADDSTATE carry it (368 bytes)
-    struct pf_state_obsd37:
-        uint64_t id
-        pf_state_obsd37_u u
-        pf_state_host lan
-        pf_state_host gwy
-        pf_state_host ext
-        pf_state_peer_obsd37 src
-        pf_state_peer_obsd37 dst
-        pf_rule_ptr rule
-        pf_rule_ptr anchor
-        pf_rule_ptr nat_rule
-        pf_addr rt_addr
-        void *rt_kif
-        void *src_node
-        void *nat_src_node
-        uint32_t creation
-        uint32_t expire
-        uint32_t pfsync_time
-        uint32_t packets[2]
-        uint32_t bytes[2]
-        uint32_t creatorid
-        uint16_t tag
-        uint8_t af
-        uint8_t proto
-        uint8_t direction
-        uint8_t log
-        uint8_t allow_opts
-        uint8_t timeout
-        uint8_t sync_flags
-
-    struct pfioc_state_obsd37:
-        uint32_t nr
-        pf_state_obsd37 state
-
-    struct pfioc_state_kill_obsd37:
-        uint8_t psk_af
-        int psk_proto
-        pf_rule_addr psk_src
-        pf_rule_addr psk_dst
-        char psk_ifname[16]
-
-    struct pfsync_state_host_nbsd:
-        pf_addr addr
-        uint16_t port
-
-    # NetBSD's exported state (240 bytes, packed; OpenBSD 4.2's pfsync_state)
-    struct pfsync_state_nbsd:
-        uint32_t id[2]
-        char ifname[16]
-        pfsync_state_host_nbsd lan
-        pfsync_state_host_nbsd gwy
-        pfsync_state_host_nbsd ext
-        pfsync_state_peer src
-        pfsync_state_peer dst
-        pf_addr rt_addr
-        uint32_t rule
-        uint32_t anchor
-        uint32_t nat_rule
-        uint32_t creation
-        uint32_t expire
-        uint32_t packets[2][2]
-        uint32_t bytes[2][2]
-        uint32_t creatorid
-        uint8_t af
-        uint8_t proto
-        uint8_t direction
-        uint8_t log
-        uint8_t allow_opts
-        uint8_t timeout
-        uint8_t sync_flags
-        uint8_t updates
-
-    struct pfioc_state_nbsd:
-        uint32_t nr
-        pfsync_state_nbsd *state
+from pfkern.pfvar cimport *   # the header's types, declared once in pfvar.pxd
 
 # Uptime in seconds (FreeBSD time_uptime): creation/expire stamps are of this clock.
 cdef uint32_t pf_uptime() noexcept nogil
