@@ -35,10 +35,6 @@ cdef extern from "<stddef.h>":
         NBSD_PACKETS_OFF "offsetof(struct pfsync_state_nbsd, packets)"
         NBSD_BYTES_OFF "offsetof(struct pfsync_state_nbsd, bytes)"
 
-cdef extern from "net/pfvar.h" nogil:
-    enum:
-        PFSTATE_ALLOWOPTS
-
 cdef enum:
     DEF_BUCKETS = 1024      # initial hash buckets; each hash doubles past one item per bucket
     POOL_CHUNK = 256        # items per malloc'd chunk

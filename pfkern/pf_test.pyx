@@ -41,8 +41,7 @@ cdef extern from "<stdlib.h>" nogil:
 from libc.string cimport memset, memcpy, memcmp, strncpy, strlen
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr_t
 
-from pfkern.pfvar cimport (pf_addr, pf_status, PF_IN, PF_OUT, PF_PASS, PF_DROP, PFRES_MAX,
-                           PFTM_INTERVAL, PFTM_MAX, PFI_IFLAG_SKIP)
+from pfkern.pfvar cimport *   # the header's types and constants
 from pfkern.pfvar_priv cimport (pf_state_table, pf_state_key_cmp, pf_kstate, pf_kstate_peer,
                                 pf_match_addr, pf_match_port, pf_match, pthread_mutex_lock,
                                 pthread_mutex_unlock, ntohs, htons, ntohl, htonl, AF_INET,
@@ -79,113 +78,6 @@ cdef extern from "<unistd.h>" nogil:
 
 cdef extern from "<sys/random.h>" nogil:
     ssize_t getrandom(void *, size_t, unsigned int)
-
-# The members of struct pf_rule the packet path reads (pf_rule.pxd declares the rest of the
-# struct under the same C name; nothing here restates a layout).
-cdef extern from "net/pfvar.h" nogil:
-    enum:
-        PF_SKIP_IFP
-        PF_SKIP_DIR
-        PF_SKIP_AF
-        PF_SKIP_PROTO
-        PF_SKIP_SRC_ADDR
-        PF_SKIP_SRC_PORT
-        PF_SKIP_DST_ADDR
-        PF_SKIP_DST_PORT
-        PF_ADDR_ADDRMASK
-        PF_ADDR_NOROUTE
-        PF_ADDR_DYNIFTL
-        PF_ADDR_TABLE
-        PF_ADDR_URPFFAILED
-        PF_ADDR_RANGE
-        PFRES_MATCH
-        PFRES_FRAG
-        PFRES_SHORT
-        PFRES_MEMORY
-        PFRES_IPOPTIONS
-        PFRES_BADSTATE
-        PFRES_STATEINS
-        PFRES_MAXSTATES
-        PFTM_TCP_FIRST_PACKET
-        PFTM_TCP_OPENING
-        PFTM_TCP_ESTABLISHED
-        PFTM_TCP_CLOSING
-        PFTM_TCP_FIN_WAIT
-        PFTM_TCP_CLOSED
-        PFTM_UDP_FIRST_PACKET
-        PFTM_UDP_SINGLE
-        PFTM_UDP_MULTIPLE
-        PFTM_ICMP_FIRST_PACKET
-        PFTM_ICMP_ERROR_REPLY
-        PFTM_OTHER_FIRST_PACKET
-        PFTM_OTHER_SINGLE
-        PFTM_OTHER_MULTIPLE
-        PFTM_PURGE
-        PFUDPS_NO_TRAFFIC
-        PFUDPS_SINGLE
-        PFUDPS_MULTIPLE
-        PFOTHERS_NO_TRAFFIC
-        PFOTHERS_SINGLE
-        PFOTHERS_MULTIPLE
-        PF_WSCALE_FLAG
-        PF_WSCALE_MASK
-        PF_LOG_ALL
-        PFRULE_RETURNRST
-        PFRULE_FRAGMENT
-        PFRULE_RETURNICMP
-        PFRULE_RETURN
-        PFRULE_IFBOUND
-        PFRULE_STATESLOPPY
-        PFSTATE_ALLOWOPTS
-        PFSTATE_SLOPPY
-        LCNT_STATES
-        PFI_AFLAG_NETWORK
-
-    struct pf_rule_uid_x "pf_rule_uid":
-        uint32_t uid[2]
-        uint8_t op
-
-    struct pf_rule_gid_x "pf_rule_gid":
-        uint32_t gid[2]
-        uint8_t op
-
-    struct pf_rule_x "pf_rule":
-        pf_rule_addr src
-        pf_rule_addr dst
-        char label[64]
-        uint64_t evaluations
-        uint64_t packets[2]
-        uint64_t bytes[2]
-        uint32_t os_fingerprint
-        uint32_t max_states
-        uint32_t nr
-        uint32_t prob
-        uint16_t return_icmp
-        uint16_t return_icmp6
-        uint16_t tag
-        uint16_t match_tag
-        pf_rule_uid_x uid
-        pf_rule_gid_x gid
-        uint32_t rule_flag
-        uint8_t action
-        uint8_t direction
-        uint8_t log
-        uint8_t quick
-        uint8_t ifnot
-        uint8_t match_tag_not
-        uint8_t keep_state
-        uint8_t af
-        uint8_t proto
-        uint8_t type
-        uint8_t code
-        uint8_t flags
-        uint8_t flagset
-        uint8_t allow_opts
-        uint8_t return_ttl
-        uint8_t tos
-        uint8_t prio
-        uint64_t u_states_cur
-        uint64_t u_states_tot
 
 # block return through the router (pf_tap): RST for TCP, ICMP/ICMPv6 unreachable otherwise
 cdef extern from *:
@@ -347,7 +239,7 @@ cdef inline bint match_uid(uint8_t op, uint32_t a1, uint32_t a2, uint32_t u) noe
 cdef bint slow_mismatch(pf_engine *e, cf_rule *cr, cf_cold *cc, pdesc *pd, evalctx *c) noexcept nogil:
     """The rarely used checks that follow tos in pf_test_rule, in its order (fragment, TCP
     flags, uid, gid, prio, probability, tag, os fingerprint), read from the pf_rule."""
-    cdef pf_rule_x *r = <pf_rule_x *>cc.r
+    cdef pf_rule *r = <pf_rule *>cc.r
     if r.rule_flag & PFRULE_FRAGMENT:
         return True
     if pd.proto == IPPROTO_TCP and (cr.flagset & pd.p.tcp_flags) != cr.flags:
@@ -487,7 +379,7 @@ cdef uint32_t matched(pf_engine *e, cf_ruleset *rs, uint32_t i, pdesc *pd, evalc
         return STOP
     return i + 1
 
-cdef inline bint match_tag(pf_rule_x *r, evalctx *c) noexcept nogil:
+cdef inline bint match_tag(pf_rule *r, evalctx *c) noexcept nogil:
     """pf_match_tag; the packet's own tag is 0 (tags are not carried between passes yet)."""
     if c.tag == -1:
         c.tag = 0
@@ -529,10 +421,10 @@ cdef void state_unlink(pf_engine *e, pf_kstate *st) noexcept nogil:
     """pf_unlink_state with STATE_DEC_COUNTERS on its rules."""
     cdef cf_cold *a
     cdef cf_cold *r = state_rule(e, st, &a)
-    if r != NULL and (<pf_rule_x *>r.r).u_states_cur:
-        (<pf_rule_x *>r.r).u_states_cur -= 1
-    if a != NULL and (<pf_rule_x *>a.r).u_states_cur:
-        (<pf_rule_x *>a.r).u_states_cur -= 1
+    if r != NULL and (<pf_rule *>r.r).u_states_cur:
+        (<pf_rule *>r.r).u_states_cur -= 1
+    if a != NULL and (<pf_rule *>a.r).u_states_cur:
+        (<pf_rule *>a.r).u_states_cur -= 1
     pf_unlink_state(e.t, st)
 
 
@@ -893,8 +785,8 @@ cdef inline int strncmp_(const char *a, const char *b, size_t n) noexcept nogil:
 
 cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, pdesc *pd, pf_kstate **sm,
                       int *reason, uint32_t now) noexcept nogil:
-    cdef pf_rule_x *r = <pf_rule_x *>cr.r
-    cdef pf_rule_x *a = <pf_rule_x *>ca.r if ca != NULL else NULL
+    cdef pf_rule *r = <pf_rule *>cr.r
+    cdef pf_rule *a = <pf_rule *>ca.r if ca != NULL else NULL
     cdef pf_kstate *st
     cdef pf_state_key_cmp k
     cdef uint8_t *th
@@ -972,7 +864,7 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, pdesc *pd, pf_ksta
 cdef int test_rule(pf_engine *e, pdesc *pd, cf_cold **rm, cf_cold **am, pf_kstate **sm,
                    int *reason, uint32_t now, bint fragment) noexcept nogil:
     cdef evalctx c
-    cdef pf_rule_x *r
+    cdef pf_rule *r
     cdef int action
     c.rm = NULL
     c.am = NULL
@@ -987,7 +879,7 @@ cdef int test_rule(pf_engine *e, pdesc *pd, cf_cold **rm, cf_cold **am, pf_kstat
     reason_set(e, reason, PFRES_MATCH)
     if c.rm == NULL:
         return PF_PASS              # the default rule: pass, no state
-    r = <pf_rule_x *>c.rm.r
+    r = <pf_rule *>c.rm.r
     if r.action == PF_DROP:
         if not fragment and r.rule_flag & (PFRULE_RETURNRST | PFRULE_RETURNICMP | PFRULE_RETURN):
             want_return(e, r, pd)
@@ -1003,7 +895,7 @@ cdef int test_rule(pf_engine *e, pdesc *pd, cf_cold **rm, cf_cold **am, pf_kstat
     return PF_PASS
 
 
-cdef void want_return(pf_engine *e, pf_rule_x *r, pdesc *pd) noexcept nogil:
+cdef void want_return(pf_engine *e, pf_rule *r, pdesc *pd) noexcept nogil:
     """pf_return: remember what to send back (sent once the lock is released)."""
     cdef tap_pkt *p = pd.p
     if p.rcvif == NULL and pd.dir == PF_OUT:
@@ -1028,8 +920,8 @@ cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *rea
     cdef pf_kstate *s = NULL
     cdef cf_cold *rm = NULL
     cdef cf_cold *am = NULL
-    cdef pf_rule_x *r
-    cdef pf_rule_x *a
+    cdef pf_rule *r
+    cdef pf_rule *a
     cdef int action, dirndx
     cdef uint32_t now = pf_uptime()
     cdef uint8_t t
@@ -1099,8 +991,8 @@ cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *rea
 
     if from_state:
         rm = state_rule(e, s, &am)
-    r = <pf_rule_x *>rm.r if rm != NULL else <pf_rule_x *>e.default_rule
-    a = <pf_rule_x *>am.r if am != NULL else NULL
+    r = <pf_rule *>rm.r if rm != NULL else <pf_rule *>e.default_rule
+    a = <pf_rule *>am.r if am != NULL else NULL
 
     # IPv4 options need allow-opts (the state's or the rule's)
     if action == PF_PASS and p.af == AF_INET and p.l4off > 20 and not (
@@ -1168,9 +1060,9 @@ cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
         while st != NULL:
             r = state_rule(e, st, &a)
             if r != NULL:
-                (<pf_rule_x *>r.r).u_states_cur += 1
+                (<pf_rule *>r.r).u_states_cur += 1
             if a != NULL:
-                (<pf_rule_x *>a.r).u_states_cur += 1
+                (<pf_rule *>a.r).u_states_cur += 1
             st = st.anext
     pthread_mutex_unlock(&t.lock)
     return n
@@ -1180,7 +1072,7 @@ cdef void zero_states_cur(cf_ruleset *rs, int depth) noexcept nogil:
     if rs == NULL or depth > CF_STACKSIZE:
         return
     for i in range(rs.n):
-        (<pf_rule_x *>rs.cold[i].r).u_states_cur = 0
+        (<pf_rule *>rs.cold[i].r).u_states_cur = 0
         if rs.cold[i].anchor != NULL:
             zero_states_cur(rs.cold[i].anchor, depth + 1)
         for k in range(rs.cold[i].nchildren):
@@ -1225,7 +1117,7 @@ cdef void fold_evals(cf_gen *g) noexcept nogil:
     (call under the engine lock while the generation is active)."""
     cdef uint32_t k
     for k in range(g.nrules):
-        (<pf_rule_x *>g.fold_r[k]).evaluations += g.fold_ev[k][0]
+        (<pf_rule *>g.fold_r[k]).evaluations += g.fold_ev[k][0]
         g.fold_ev[k][0] = 0
         if g.fold_slot[k][0] == g.fold_ev[k]:
             g.fold_slot[k][0] = NULL
@@ -1296,7 +1188,7 @@ cdef class _Compiler:
         cdef Rule rule
         cdef cf_rule *cr
         cdef cf_cold *cc
-        cdef pf_rule_x *r
+        cdef pf_rule *r
         cdef int i, k, n = len(rules)
         cdef uint32_t target
         crs.evals = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * max(n, 1))
@@ -1306,7 +1198,7 @@ cdef class _Compiler:
             cr = &crs.rules[i]
             cc = &crs.cold[i]
             cc.r = <void *>&rule.r
-            r = <pf_rule_x *>cc.r
+            r = <pf_rule *>cc.r
             self.fold.append((<uintptr_t>cc.r, <uintptr_t>&rule.ext_evals, <uintptr_t>&crs.evals[i]))
             for k in range(8):
                 target = rule.r.skip[k].nr
@@ -1429,11 +1321,11 @@ cdef class Filter:
         self.e = <pf_engine *>calloc(1, sizeof(pf_engine))
         if self.e == NULL:
             raise MemoryError()
-        self.e.default_rule = calloc(1, sizeof(pf_rule_x))
+        self.e.default_rule = calloc(1, sizeof(pf_rule))
         if self.e.default_rule == NULL:
             raise MemoryError()
-        (<pf_rule_x *>self.e.default_rule).action = PF_PASS
-        (<pf_rule_x *>self.e.default_rule).nr = <uint32_t>-1
+        (<pf_rule *>self.e.default_rule).action = PF_PASS
+        (<pf_rule *>self.e.default_rule).nr = <uint32_t>-1
         self.wakefd = -1
 
     def __init__(self, PfCore core, datapath=None):

@@ -36,6 +36,50 @@ cdef extern from "net/pfvar.h" nogil:
         PF_GET_CLR_CNTR
         PFR_FLAG_DUMMY
 
+    # reasons, timeouts, peer states and flags the packet path uses
+    enum:
+        PFRES_MATCH
+        PFRES_FRAG
+        PFRES_SHORT
+        PFRES_MEMORY
+        PFRES_IPOPTIONS
+        PFRES_BADSTATE
+        PFRES_STATEINS
+        PFRES_MAXSTATES
+        PFTM_TCP_FIRST_PACKET
+        PFTM_TCP_OPENING
+        PFTM_TCP_ESTABLISHED
+        PFTM_TCP_CLOSING
+        PFTM_TCP_FIN_WAIT
+        PFTM_TCP_CLOSED
+        PFTM_UDP_FIRST_PACKET
+        PFTM_UDP_SINGLE
+        PFTM_UDP_MULTIPLE
+        PFTM_ICMP_FIRST_PACKET
+        PFTM_ICMP_ERROR_REPLY
+        PFTM_OTHER_FIRST_PACKET
+        PFTM_OTHER_SINGLE
+        PFTM_OTHER_MULTIPLE
+        PFUDPS_NO_TRAFFIC
+        PFUDPS_SINGLE
+        PFUDPS_MULTIPLE
+        PFOTHERS_NO_TRAFFIC
+        PFOTHERS_SINGLE
+        PFOTHERS_MULTIPLE
+        PF_WSCALE_FLAG
+        PF_WSCALE_MASK
+        PF_LOG_ALL
+        PFRULE_RETURNRST
+        PFRULE_FRAGMENT
+        PFRULE_RETURNICMP
+        PFRULE_RETURN
+        PFRULE_IFBOUND
+        PFRULE_STATESLOPPY
+        PFSTATE_ALLOWOPTS
+        PFSTATE_SLOPPY
+        LCNT_STATES
+        PFI_AFLAG_NETWORK
+
     # command values (Linux encoding; the BSD _IO forms are derived in pf_ioctl)
     enum:
         DIOCSTART
@@ -335,6 +379,10 @@ cdef extern from "net/pfvar.h" nogil:
         uint64_t u_states_cur
         uint64_t u_states_tot
         uint64_t u_src_nodes
+        uint32_t max_states
+        uint16_t return_icmp6
+        uint8_t return_ttl
+        uint8_t prio
 
     struct pfioc_rule:
         uint32_t action
