@@ -26,5 +26,12 @@ cdef class Rule:
     # active generation this points at that counter, which r.evaluations does not include yet.
     # The engine folds it into r.evaluations (and clears the pointer) when the generation goes.
     cdef uint64_t *ext_evals
+    # A rule in one of the engine's indexed runs has more pending evaluations: the prefix sum of
+    # the run's difference array up to its place (pf_test.pxd, cf_run).
+    cdef uint64_t *ext_diff
+    cdef uint32_t ext_pos
+
+    cdef uint64_t ext_pending(self) noexcept nogil
+    cdef void ext_clear(self) noexcept nogil
 
     cdef void copyout(self, pf_rule *out)

@@ -92,6 +92,27 @@ cdef class Rule:
     def to_bytes(self):
         return (<char *>&self.r)[:sizeof(pf_rule)]
 
+    cdef uint64_t ext_pending(self) noexcept nogil:
+        """Evaluations the engine counted and r.evaluations does not hold yet."""
+        cdef uint64_t n = self.ext_evals[0] if self.ext_evals != NULL else 0
+        cdef uint32_t j
+        if self.ext_diff != NULL:
+            for j in range(self.ext_pos + 1):
+                n += self.ext_diff[j]
+        return n
+
+    cdef void ext_clear(self) noexcept nogil:
+        cdef uint64_t v = 0
+        cdef uint32_t j
+        if self.ext_evals != NULL:
+            self.ext_evals[0] = 0
+        if self.ext_diff != NULL:
+            # take this member's share out of the range counts without touching its neighbours
+            for j in range(self.ext_pos + 1):
+                v += self.ext_diff[j]
+            self.ext_diff[self.ext_pos] -= v
+            self.ext_diff[self.ext_pos + 1] += v
+
     cdef void copyout(self, pf_rule *out):
         """The rule as DIOCGETRULE copies it out, kernel pointers as tokens (the caller then
         fills anchor_call and the address counts)."""
@@ -105,8 +126,7 @@ cdef class Rule:
         out.states_cur = <void *>KPTR_COUNTER
         out.states_tot = <void *>(KPTR_COUNTER + 8)
         out.src_nodes = <void *>(KPTR_COUNTER + 16)
-        if self.ext_evals != NULL:
-            out.evaluations += self.ext_evals[0]
+        out.evaluations += self.ext_pending()
 
     # -- what the ruleset logic reads ------------------------------------------------------
     @property
@@ -188,7 +208,7 @@ cdef class Rule:
     @property
     def counters(self):
         """(evaluations, packets in/out, bytes in/out, states_cur, states_tot, src_nodes)."""
-        cdef uint64_t ev = self.r.evaluations + (self.ext_evals[0] if self.ext_evals != NULL else 0)
+        cdef uint64_t ev = self.r.evaluations + self.ext_pending()
         return (ev, self.r.packets[0], self.r.packets[1], self.r.bytes[0],
                 self.r.bytes[1], self.r.u_states_cur, self.r.u_states_tot, self.r.u_src_nodes)
 
@@ -249,8 +269,7 @@ cdef class Rule:
         """What DIOCGETRULE with PF_GET_CLR_CNTR clears (states_cur and src_nodes stay);
         DIOCCLRRULECTRS leaves states_tot too."""
         self.r.evaluations = 0
-        if self.ext_evals != NULL:
-            self.ext_evals[0] = 0
+        self.ext_clear()
         self.r.packets[0] = self.r.packets[1] = 0
         self.r.bytes[0] = self.r.bytes[1] = 0
         if states_tot:

@@ -34,6 +34,10 @@ cdef enum:
     CK_NEVER = 6                # no-route, urpf-failed, a table the rule holds no handle of
     CK_NEG = 0x80
     CF_SKIP_FAR = 0xffff        # cf_rule.skip: the target is cf_cold.skip_far[k]
+    RUN_DST = 1                 # cf_rule.run: the run is keyed on the destination address
+    RUN_SRC = 2                 # ... on the source address
+    RUN_MIN = 8                 # shorter runs are walked
+    RUN_NONE = 0xffffffff
 
 # One compiled filter rule: the match fields of the header's 976-byte struct pf_rule that the
 # walk reads for a rule it rejects, in one 64-byte cache line (the rulesets' `rules` arrays are
@@ -70,7 +74,7 @@ ctypedef struct cf_rule:
     uint32_t dst4mask
     uint16_t tag
     uint8_t wildcard
-    uint8_t pad
+    uint8_t run                 # RUN_DST / RUN_SRC: a member of an indexed run (cf_cold.run)
 
 ctypedef struct cf_cold:
     void *r                     # struct pf_rule * (declared in pf_test.pyx)
@@ -87,6 +91,28 @@ ctypedef struct cf_cold:
     pf_addr src_mask
     pf_addr dst_addr
     pf_addr dst_mask
+    cf_run *run                 # cf_rule.run: the run and this rule's place in it
+    uint32_t run_pos
+
+# An indexed run: consecutive rules of one ruleset that differ (as far as the walk up to the key
+# address sees) only in one exact host address, all distinct — "block to 10.0.0.1", "block to
+# 10.0.0.2", ... A packet reaching a member whose earlier fields match looks the key up instead of
+# walking: the next member it can match, or the end of the run. The members it passes would each
+# have been looked at (FreeBSD's walk visits them one by one: distinct keys, no skip step jumps
+# them), so their evaluations are counted as a range: +1 at diff[first], -1 at diff[end]; a
+# member's pending count is the prefix sum up to its place (Rule.ext_diff / ext_pos).
+ctypedef struct cf_run_slot:
+    pf_addr addr
+    uint32_t pos1               # place in the run + 1; 0 = empty slot
+
+ctypedef struct cf_run:
+    uint32_t start              # rules[start .. start + n) of the ruleset
+    uint32_t n
+    uint8_t af
+    uint32_t mask               # slots - 1 (a power of two, at least 2n)
+    cf_run_slot *slots          # open addressing, linear probing
+    uint64_t *diff              # n + 1 entries
+    void **r                    # struct pf_rule * of each member (the fold)
 
 cdef struct cf_ruleset:
     int n
@@ -103,6 +129,12 @@ ctypedef struct cf_gen:
     void **fold_r               # struct pf_rule *
     uint64_t ***fold_slot       # &Rule.ext_evals
     uint64_t **fold_ev          # the rule's evals entry
+    uint64_t ***fold_dslot      # &Rule.ext_diff
+    uint32_t **fold_pslot       # &Rule.ext_pos
+    uint64_t **fold_diff        # its run's diff array, NULL outside runs
+    uint32_t *fold_pos
+    cf_run **runs
+    uint32_t nruns
 
 # Everything pf_test needs, reachable from C.
 ctypedef struct pf_engine:

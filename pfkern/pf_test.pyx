@@ -266,6 +266,39 @@ cdef inline uint32_t skip_to(const cf_ruleset *rs, const cf_rule *cr, uint32_t i
     return rs.cold[i].skip_far[k]
 
 
+cdef inline uint32_t run_hash(const pf_addr *a, uint8_t af) noexcept nogil:
+    cdef uint32_t h = a.addr32[0]
+    if af == AF_INET6:
+        h ^= a.addr32[1] * 0x85ebca6bu ^ a.addr32[2] * 0xc2b2ae35u ^ a.addr32[3] * 0x27d4eb2fu
+    return (h * 0x9e3779b1u) ^ (h >> 15)
+
+cdef inline bint run_key_eq(const pf_addr *a, const pf_addr *b, uint8_t af) noexcept nogil:
+    if af == AF_INET:
+        return a.addr32[0] == b.addr32[0]
+    return memcmp(a, b, 16) == 0
+
+cdef uint32_t run_next(cf_ruleset *rs, uint32_t i, const pf_addr *key) noexcept nogil:
+    """At run member i, whose fields before the key matched: the next member at or after i
+    whose key is the packet's, else the index past the run; the members in between count one
+    evaluation each."""
+    cdef cf_run *run = rs.cold[i].run
+    cdef uint32_t pos = rs.cold[i].run_pos
+    cdef uint32_t h = run_hash(key, run.af) & run.mask
+    cdef uint32_t hit = RUN_NONE, target
+    while run.slots[h].pos1:
+        if run_key_eq(&run.slots[h].addr, key, run.af):
+            hit = run.slots[h].pos1 - 1
+            break
+        h = (h + 1) & run.mask
+    if hit == pos:
+        return i
+    target = hit if hit != RUN_NONE and hit > pos else run.n
+    if target > pos + 1:
+        run.diff[pos + 1] += 1
+        run.diff[target] -= 1
+    return run.start + target
+
+
 cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexcept nogil:
     """Walk one ruleset (pf_test_rule's loop, anchors by recursion as pf_step_into_anchor /
     pf_step_out_of_anchor do by stack); 1 = stop evaluating (a quick match). Reads the compact
@@ -277,7 +310,7 @@ cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexc
     cdef uint32_t ifbit = 1u << pd.ifp.index
     cdef uint8_t dir = pd.dir, af = pd.af, proto = pd.proto
     cdef uint32_t src4 = pd.src.addr32[0], dst4 = pd.dst.addr32[0]
-    cdef uint8_t k
+    cdef uint32_t k
     cdef bint kmatch
     while i < n:
         cr = &rules[i]
@@ -296,6 +329,11 @@ cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexc
         if cr.proto and cr.proto != proto:
             i = skip_to(rs, cr, i, PF_SKIP_PROTO)
             continue
+        if cr.run == RUN_SRC:
+            k = run_next(rs, i, pd.src)
+            if k != i:
+                i = k
+                continue
         k = cr.src_kind
         if k:
             if (k & 0x7f) == CK_MASK4:
@@ -308,6 +346,11 @@ cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexc
         if cr.src_op and not pf_match_port(cr.src_op, cr.src_port[0], cr.src_port[1], pd.sport):
             i = skip_to(rs, cr, i, PF_SKIP_SRC_PORT)
             continue
+        if cr.run == RUN_DST:
+            k = run_next(rs, i, pd.dst)
+            if k != i:
+                i = k
+                continue
         k = cr.dst_kind
         if k:
             if (k & 0x7f) == CK_MASK4:
@@ -1115,23 +1158,39 @@ cdef class _Gen:
 cdef void fold_evals(cf_gen *g) noexcept nogil:
     """Move the generation's evaluation counters into their pf_rules and unhook Rule.ext_evals
     (call under the engine lock while the generation is active)."""
-    cdef uint32_t k
+    cdef uint32_t k, j
+    cdef uint64_t sum
+    cdef cf_run *run
     for k in range(g.nrules):
         (<pf_rule *>g.fold_r[k]).evaluations += g.fold_ev[k][0]
         g.fold_ev[k][0] = 0
         if g.fold_slot[k][0] == g.fold_ev[k]:
             g.fold_slot[k][0] = NULL
+        if g.fold_diff[k] != NULL and g.fold_dslot[k][0] == g.fold_diff[k]:
+            g.fold_dslot[k][0] = NULL
+    for k in range(g.nruns):
+        run = g.runs[k]
+        sum = 0
+        for j in range(run.n):
+            sum += run.diff[j]
+            (<pf_rule *>run.r[j]).evaluations += sum
+        memset(run.diff, 0, sizeof(uint64_t) * (run.n + 1))
 
 cdef void hook_evals(cf_gen *g) noexcept nogil:
     cdef uint32_t k
     for k in range(g.nrules):
         g.fold_slot[k][0] = g.fold_ev[k]
+        if g.fold_diff[k] != NULL:
+            g.fold_dslot[k][0] = g.fold_diff[k]
+            g.fold_pslot[k][0] = g.fold_pos[k]
 
 
 cdef class _Compiler:
     cdef _Gen gen
     cdef dict done              # id(Ruleset) -> address of its cf_ruleset
-    cdef list fold              # (pf_rule *, &Rule.ext_evals, &evals[i]) of every rule compiled
+    cdef list fold              # [pf_rule *, &Rule.ext_evals, &evals[i], &Rule.ext_diff,
+                                #  &Rule.ext_pos, run diff or 0, place in the run] of every rule
+    cdef list runs              # cf_run * of every indexed run
     cdef object interfaces      # core.interfaces
     cdef dict ifindex           # name -> tap_if.index
     cdef Datapath dp
@@ -1199,7 +1258,8 @@ cdef class _Compiler:
             cc = &crs.cold[i]
             cc.r = <void *>&rule.r
             r = <pf_rule *>cc.r
-            self.fold.append((<uintptr_t>cc.r, <uintptr_t>&rule.ext_evals, <uintptr_t>&crs.evals[i]))
+            self.fold.append([<uintptr_t>cc.r, <uintptr_t>&rule.ext_evals, <uintptr_t>&crs.evals[i],
+                              <uintptr_t>&rule.ext_diff, <uintptr_t>&rule.ext_pos, 0, 0])
             for k in range(8):
                 target = rule.r.skip[k].nr
                 target = n if target >= <uint32_t>n or target <= <uint32_t>i else target
@@ -1240,8 +1300,95 @@ cdef class _Compiler:
                         cc.children[k] = self.ruleset(kids[k].ruleset)
                 else:
                     cc.anchor = self.ruleset(anchor.ruleset)
+        self.index_runs(crs, self.fold[len(self.fold) - n:] if n else [])
         self.gen.g.nrules += n
         return crs
+
+    cdef bint run_member(self, cf_ruleset *crs, uint32_t i, uint32_t head, int key):
+        """Rule i can join the run that starts at head (keyed on key): an exact, positive host
+        address where the key is, and every field the walk checks before the key compiled alike
+        (then "the fields before the key match" is the same statement for every member)."""
+        cdef cf_rule *a = &crs.rules[i]
+        cdef cf_rule *h = &crs.rules[head]
+        cdef cf_cold *ac = &crs.cold[i]
+        cdef cf_cold *hc = &crs.cold[head]
+        if a.is_anchor or a.af not in (AF_INET, AF_INET6):
+            return False
+        kind = a.dst_kind if key == RUN_DST else a.src_kind
+        if a.af == AF_INET:
+            if kind != CK_MASK4 or (a.dst4mask if key == RUN_DST else a.src4mask) != 0xffffffffu:
+                return False
+        else:
+            m = &ac.dst_mask if key == RUN_DST else &ac.src_mask
+            if kind != CK_MASK or (m.addr32[0] & m.addr32[1] & m.addr32[2] & m.addr32[3]) != 0xffffffffu:
+                return False
+        if i == head:
+            return True
+        if (a.ifchk, a.ifmask, a.direction, a.af, a.proto) != (h.ifchk, h.ifmask, h.direction, h.af, h.proto):
+            return False
+        if key == RUN_DST:
+            if (a.src_kind, a.src_op, a.src_port[0], a.src_port[1]) != \
+                    (h.src_kind, h.src_op, h.src_port[0], h.src_port[1]):
+                return False
+            if a.src_kind in (CK_MASK4, CK_MASK4 | CK_NEG):
+                return (a.src4, a.src4mask) == (h.src4, h.src4mask)
+            if a.src_kind in (CK_MASK, CK_MASK | CK_NEG, CK_RANGE, CK_RANGE | CK_NEG):
+                return memcmp(&ac.src_addr, &hc.src_addr, sizeof(pf_addr)) == 0 and \
+                    memcmp(&ac.src_mask, &hc.src_mask, sizeof(pf_addr)) == 0
+            if a.src_kind in (CK_TABLE, CK_TABLE | CK_NEG):
+                return ac.src_tbl == hc.src_tbl
+            return a.src_kind == CK_ANY
+        return True
+
+    cdef void index_runs(self, cf_ruleset *crs, list fold) except *:
+        """Find the indexed runs of one ruleset (cf_run in pf_test.pxd) and build their hashes."""
+        cdef uint32_t i = 0, j, n = crs.n, best_n, h, size
+        cdef int key, best_key
+        cdef cf_run *run
+        cdef pf_addr *addr
+        while i < n:
+            best_n = 0
+            best_key = 0
+            for key in (RUN_DST, RUN_SRC):
+                seen = set()
+                j = i
+                while j < n and self.run_member(crs, j, i, key):
+                    addr = &crs.cold[j].dst_addr if key == RUN_DST else &crs.cold[j].src_addr
+                    k = (<bytes>(<char *>addr)[:16]) if crs.rules[j].af == AF_INET6 else addr.addr32[0]
+                    if k in seen:
+                        break
+                    seen.add(k)
+                    j += 1
+                if j - i > best_n:
+                    best_n, best_key = j - i, key
+            if best_n < RUN_MIN:
+                i += 1
+                continue
+            run = <cf_run *>self.gen.alloc(sizeof(cf_run))
+            run.start, run.n, run.af = i, best_n, crs.rules[i].af
+            size = 16
+            while size < 2 * best_n:
+                size <<= 1
+            run.mask = size - 1
+            run.slots = <cf_run_slot *>self.gen.alloc(sizeof(cf_run_slot) * size)
+            run.diff = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * (best_n + 1))
+            run.r = <void **>self.gen.alloc(sizeof(void *) * best_n)
+            for j in range(best_n):
+                crs.rules[i + j].run = <uint8_t>best_key
+                crs.cold[i + j].run = run
+                crs.cold[i + j].run_pos = j
+                run.r[j] = crs.cold[i + j].r
+                fold[i + j][5] = <uintptr_t>run.diff
+                fold[i + j][6] = j
+                addr = &crs.cold[i + j].dst_addr if best_key == RUN_DST else &crs.cold[i + j].src_addr
+                h = run_hash(addr, run.af) & run.mask
+                while run.slots[h].pos1:
+                    h = (h + 1) & run.mask
+                memset(&run.slots[h].addr, 0, sizeof(pf_addr))
+                memcpy(&run.slots[h].addr, addr, 4 if run.af == AF_INET else 16)
+                run.slots[h].pos1 = j + 1
+            self.runs.append(<uintptr_t>run)
+            i += best_n
 
     cdef uint8_t addr_kind(self, pf_rule_addr *ra, table, cf_rule *cr, cf_cold *cc,
                            bint src) except? 0xff:
@@ -1289,17 +1436,30 @@ cdef class _Compiler:
         return kind
 
 
-cdef fold_arrays(_Gen gen, list fold):
+cdef fold_arrays(_Gen gen, list fold, list runs):
     cdef cf_gen *g = gen.g
     cdef Py_ssize_t k, n = len(fold)
-    g.fold_r = <void **>gen.alloc(sizeof(void *) * max(n, 1))
-    g.fold_slot = <uint64_t ***>gen.alloc(sizeof(void *) * max(n, 1))
-    g.fold_ev = <uint64_t **>gen.alloc(sizeof(void *) * max(n, 1))
+    cdef size_t w = sizeof(void *) * max(n, 1)
+    g.fold_r = <void **>gen.alloc(w)
+    g.fold_slot = <uint64_t ***>gen.alloc(w)
+    g.fold_ev = <uint64_t **>gen.alloc(w)
+    g.fold_dslot = <uint64_t ***>gen.alloc(w)
+    g.fold_pslot = <uint32_t **>gen.alloc(w)
+    g.fold_diff = <uint64_t **>gen.alloc(w)
+    g.fold_pos = <uint32_t *>gen.alloc(sizeof(uint32_t) * max(n, 1))
     for k in range(n):
-        rp, slot, ev = fold[k]
+        rp, slot, ev, dslot, pslot, diff, pos = fold[k]
         g.fold_r[k] = <void *><uintptr_t>rp
         g.fold_slot[k] = <uint64_t **><uintptr_t>slot
         g.fold_ev[k] = <uint64_t *><uintptr_t>ev
+        g.fold_dslot[k] = <uint64_t **><uintptr_t>dslot
+        g.fold_pslot[k] = <uint32_t *><uintptr_t>pslot
+        g.fold_diff[k] = <uint64_t *><uintptr_t>diff
+        g.fold_pos[k] = pos
+    g.nruns = len(runs)
+    g.runs = <cf_run **>gen.alloc(sizeof(void *) * max(len(runs), 1))
+    for k in range(len(runs)):
+        g.runs[k] = <cf_run *><uintptr_t>runs[k]
 
 
 cdef void set_mask(pf_addr *m, int plen) noexcept nogil:
@@ -1381,8 +1541,9 @@ cdef class Filter:
         c.dp = self.datapath
         gen.g.commit_time = pf_uptime()
         c.fold = []
+        c.runs = []
         gen.g.main = c.ruleset(self.core.rulesets.main)
-        fold_arrays(gen, c.fold)
+        fold_arrays(gen, c.fold, c.runs)
         cdef cf_gen *old = self.e.gen
         with nogil:
             pthread_mutex_lock(&t.lock)
@@ -1392,7 +1553,8 @@ cdef class Filter:
             hook_evals(gen.g)
             pthread_mutex_unlock(&t.lock)
         self.gen = gen              # the previous generation is freed here, unreferenced
-        log.debug("filter rules compiled: %d", gen.g.nrules)
+        log.debug("filter rules compiled: %d; indexed runs: %d (%d rules)", gen.g.nrules, gen.g.nruns,
+                  sum(gen.g.runs[k].n for k in range(gen.g.nruns)))
 
     def unhook(self):
         """Fold the evaluation counters into the rules and detach them from this engine."""
