@@ -252,7 +252,7 @@ cdef bint slow_mismatch(pf_engine *e, cf_rule *cr, cf_cold *cc, pdesc *pd, evalc
         return True             # no 802.1q priority on TAP frames: never matches
     if r.prob and r.prob <= rand32(e):
         return True
-    if r.match_tag and not match_tag(r, c):
+    if r.match_tag and not match_tag(r, c, pd):
         return True
     if r.os_fingerprint != 0:
         return True             # no passive OS fingerprinting here
@@ -422,10 +422,10 @@ cdef uint32_t matched(pf_engine *e, cf_ruleset *rs, uint32_t i, pdesc *pd, evalc
         return STOP
     return i + 1
 
-cdef inline bint match_tag(pf_rule *r, evalctx *c) noexcept nogil:
-    """pf_match_tag; the packet's own tag is 0 (tags are not carried between passes yet)."""
+cdef inline bint match_tag(pf_rule *r, evalctx *c, pdesc *pd) noexcept nogil:
+    """pf_match_tag: the tag so far, else the packet's (set by an earlier pass or state)."""
     if c.tag == -1:
-        c.tag = 0
+        c.tag = pd.p.pf_tag
     return ((not r.match_tag_not and r.match_tag == c.tag) or
             (r.match_tag_not and r.match_tag != c.tag))
 
@@ -852,6 +852,7 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, pdesc *pd, pf_ksta
         st.state_flags |= PFSTATE_SLOPPY
     st.log = r.log & PF_LOG_ALL
     st.label = intern_label(e, r.label)
+    st.tag = pd.p.pf_tag          # test_rule tagged the packet before creating its state
     if pd.proto == IPPROTO_TCP:
         th = pd.th
         st.src.seqlo = rd32(th + 4)
@@ -927,6 +928,8 @@ cdef int test_rule(pf_engine *e, pdesc *pd, cf_cold **rm, cf_cold **am, pf_kstat
         if not fragment and r.rule_flag & (PFRULE_RETURNRST | PFRULE_RETURNICMP | PFRULE_RETURN):
             want_return(e, r, pd)
         return PF_DROP
+    if c.tag > 0:
+        pd.p.pf_tag = <uint16_t>c.tag
     if fragment:
         return PF_PASS
     if not pd.state_icmp and r.keep_state:
@@ -1034,6 +1037,8 @@ cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *rea
 
     if from_state:
         rm = state_rule(e, s, &am)
+        if s.tag:
+            p.pf_tag = s.tag
     r = <pf_rule *>rm.r if rm != NULL else <pf_rule *>e.default_rule
     a = <pf_rule *>am.r if am != NULL else NULL
 

@@ -113,6 +113,7 @@ cdef struct pf_kstate:
     uint8_t direction             # PF_IN / PF_OUT
     uint8_t log
     uint8_t timeout               # PFTM_* index (PFTM_PURGE: expire now)
+    uint16_t tag                  # the rule's tag, given to every packet of the state
 
 
 # --- source nodes (FreeBSD pf_src_node) ------------------------------------------------------
