@@ -26,12 +26,22 @@ ctypedef struct pfr_group:
 
 cdef struct pfr_dp
 
+# An entry's packet/byte counters (pfr_kcounters), stored in its KEntry: the snapshots point at
+# them, so the datapath and the ioctls share one copy and a republish loses no count.
+ctypedef struct pfr_kctr:
+    uint64_t packets[2][2]              # [PFR_DIR_*][PFR_OP_BLOCK/PASS]
+    uint64_t nbytes[2][2]
+
 ctypedef struct pfr_snap:
-    pfr_dp *owner                       # the table it was built from (its match counters)
+    pfr_dp *owner                       # the table it was built from (its counters)
     int ngroups[2]                      # [IPv4, IPv6]
     pfr_group groups[2][129]
     pfr_e4 *e4
     pfr_e6 *e6
+    # (fields below appended: compiled users of the ones above keep working)
+    pfr_kctr **c4                       # counters of e4[i] / e6[i] (same order)
+    pfr_kctr **c6
+    bint counters                       # the owner had PFR_TFLAG_COUNTERS when this was built
 
 # One per KTable, alive as long as the KTable object: what a compiled rule points at. `snap` is
 # the snapshot lookups through this table consult (its own, or its root's while it is not
@@ -41,12 +51,24 @@ cdef struct pfr_dp:
     pfr_snap *own                       # this table's own snapshot (NULL unless active)
     uint64_t nmatch                     # pfr_match_addr's counts from the datapath
     uint64_t nnomatch
+    # (appended: pf_test was compiled against the fields above)
+    uint64_t packets[2][3]              # pfr_dp_update_stats's counts: [PFR_DIR_*][PFR_OP_*]
+    uint64_t nbytes[2][3]
 
 # -1: no entry covers the address; 0: the longest prefix is a plain entry; 1: a negated one
 cdef int pfr_lookup(const pfr_snap *s, uint8_t af, const uint8_t *addr) noexcept nogil
 # pfr_match_addr: the address is in the table (longest match exists, not negated); counts
 # match/nomatch on the table consulted. `af` is Linux's AF_INET/AF_INET6.
 cdef bint pfr_match_addr(pfr_dp *d, uint8_t af, const uint8_t *addr) noexcept nogil
+# pfr_update_stats: a packet of `bytes` bytes (the IP total length) that a rule with this table
+# as its address matched, in direction dir_out (PFR_DIR_IN/OUT) with verdict op_pass
+# (PFR_OP_BLOCK/PASS); `notrule`: the rule's address is "! <table>". Counted on the table
+# consulted (the root table while an anchor's own is not active; nothing without an active
+# one) as op_pass, or as PFR_OP_XPASS when the table's answer disagrees with the rule's (no
+# entry or a negated one, unless notrule); and, when the table has PFR_TFLAG_COUNTERS and the
+# verdict is not XPASS, on the longest-prefix entry. The caller holds the datapath lock.
+cdef void pfr_dp_update_stats(pfr_dp *t, const pf_addr *a, uint8_t af, uint64_t bytes,
+                              int dir_out, int op_pass, bint notrule) noexcept nogil
 
 
 cdef class KEntry:
@@ -56,8 +78,7 @@ cdef class KEntry:
     cdef readonly uint8_t net
     cdef public bint neg                # a negated entry ("!addr")
     cdef uint8_t addr[16]
-    cdef uint64_t packets[2][2]         # [PFR_DIR_*][PFR_OP_BLOCK/PASS]
-    cdef uint64_t nbytes[2][2]
+    cdef pfr_kctr c                     # its counters (the published snapshot points here)
     cdef public long tzero
 
     cdef void clear_stats(self, long tzero)
@@ -91,8 +112,8 @@ cdef class KTable:
     cdef KTable shadow                  # the inactive definition of an open transaction
     cdef object rs                      # the anchor's Ruleset (None for shadows)
     cdef int refcnt[2]                  # [PFR_REFCNT_RULE / ANCHOR]
-    cdef uint64_t packets[2][3]         # [PFR_DIR_*][PFR_OP_BLOCK/PASS/XPASS]
-    cdef uint64_t nbytes[2][3]
+    cdef uint64_t packets[2][3]         # [PFR_DIR_*][PFR_OP_BLOCK/PASS/XPASS] (Python API;
+    cdef uint64_t nbytes[2][3]          # the datapath's are in dp: the stats add both)
     cdef uint64_t nmatch
     cdef uint64_t nnomatch
     cdef public long tzero
@@ -111,6 +132,8 @@ cdef class Tables:
     cdef set published
     cdef pthread_mutex_t *dplock
     cdef bint bound
+    cdef dict snaprefs                  # KTable -> its KEntry objects dp.own's counters point
+                                        # into (kept alive while that snapshot is published)
 
     cdef inline void touch(self, KTable kt):
         if self.bound:
@@ -144,7 +167,7 @@ cdef class Tables:
     cdef void destroy_ktable(self, KTable kt)
     cdef void insert_ktable(self, KTable kt)
     cdef void setflags_ktable(self, KTable kt, int newf)
-    cdef void clstats_ktable(self, KTable kt, long tzero, bint recurse)
+    cdef int clstats_ktable(self, KTable kt, long tzero, bint recurse) except -1
     cdef void commit_ktable(self, KTable kt, long tzero)
     cdef KEntry new_entry(self, pfr_addr *ad, bytes key, unsigned int limit)
     cdef void insert_entries(self, KTable kt, entries, long tzero)
@@ -152,3 +175,4 @@ cdef class Tables:
     cdef void flush_entries(self, KTable kt)
     cdef unsigned int entry_limit(self)
     cdef list anchor_tables(self, str anchor, int with_flag)
+    cdef int clear_counters(self, list tables, list entries, long ttzero, long etzero) except -1

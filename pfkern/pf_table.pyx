@@ -6,7 +6,10 @@ transaction's commit, and keeps per-table and per-address counters the datapath 
 The DIOCR* operations take the header's structs (pf_ioctl_table decodes the ioctl, checks sizes
 and copies buffers) and follow FreeBSD 12.1's pfr_*() checks, errnos and output counts. Rules and
 the datapath use the Python API at the end: attach/detach/count/match, and the ina_* calls of the
-table transaction (DIOCXBEGIN/XCOMMIT/XROLLBACK with rs_num PF_RULESET_TABLE).
+table transaction (DIOCXBEGIN/XCOMMIT/XROLLBACK with rs_num PF_RULESET_TABLE). The packet engine
+reads nogil snapshots through pfr_match_addr and counts through pfr_dp_update_stats
+(pfr_update_stats): a table's counts live in its pfr_dp, an entry's in its KEntry, which the
+published snapshot points at, so republishing a snapshot loses none.
 
 Operations raise pfkern.errors exceptions; nothing changes when one is raised.
 """
@@ -168,8 +171,8 @@ cdef inline long now():
 @cython.no_gc          # holds only a bytes key: never part of a cycle, and there are many
 cdef class KEntry:
     cdef void clear_stats(self, long tzero):
-        memset(self.packets, 0, sizeof(self.packets))
-        memset(self.nbytes, 0, sizeof(self.nbytes))
+        """Zero the counters (callers that may race the datapath use Tables.clear_counters)."""
+        memset(&self.c, 0, sizeof(pfr_kctr))
         self.tzero = tzero
 
     def __repr__(self):
@@ -253,6 +256,7 @@ cdef class Tables:
         self.published = set()
         self.dplock = NULL
         self.bound = False
+        self.snaprefs = {}
 
     # -- the DIOCR* operations ---------------------------------------------------------------
 
@@ -357,7 +361,7 @@ cdef class Tables:
     cdef int get_tables(self, pfr_table *filter, char *out, int *size, int flags, bint stats) except -1:
         """pfr_table (or pfr_tstats) of every table of the anchor, in pf's order, into `out`;
         when more exist than *size, only *size = their number."""
-        cdef int n, i = 0
+        cdef int n, i = 0, d, o
         cdef KTable kt
         cdef pfr_tstats *ts
         accept_flags(flags, PFR_FLAG_ALLRSETS)
@@ -378,8 +382,10 @@ cdef class Tables:
             if stats:
                 ts = <pfr_tstats *>out + i
                 fill_table(&ts.pfrts_t, kt)
-                memcpy(ts.pfrts_packets, kt.packets, sizeof(kt.packets))
-                memcpy(ts.pfrts_bytes, kt.nbytes, sizeof(kt.nbytes))
+                for d in range(PFR_DIR_MAX):
+                    for o in range(PFR_OP_TABLE_MAX):
+                        ts.pfrts_packets[d][o] = kt.packets[d][o] + kt.dp.packets[d][o]
+                        ts.pfrts_bytes[d][o] = kt.nbytes[d][o] + kt.dp.nbytes[d][o]
                 ts.pfrts_match = kt.nmatch + kt.dp.nmatch
                 ts.pfrts_nomatch = kt.nnomatch + kt.dp.nnomatch
                 ts.pfrts_tzero = kt.tzero
@@ -393,11 +399,13 @@ cdef class Tables:
         return 0
 
     cdef int clr_tstats(self, pfr_table *tbl, int size, int flags) except -1:
-        """Zero the counters of the listed tables (any state), with ADDRSTOO their entries' too.
-        Counts a table listed twice twice, as FreeBSD does."""
+        """Zero the counters of the listed tables (any state; their tzero becomes now), with
+        ADDRSTOO their entries' too (tzero now as well). Counts a table listed twice twice, as
+        FreeBSD does."""
         cdef pfr_table key
         cdef int i
         cdef long tzero = now()
+        cdef KTable p
         accept_flags(flags, PFR_FLAG_DUMMY | PFR_FLAG_ADDRSTOO)
         work = []
         for i in range(size):
@@ -407,8 +415,11 @@ cdef class Tables:
             if p is not None:
                 work.append(p)
         if not flags & PFR_FLAG_DUMMY:
-            for p in work:
-                self.clstats_ktable(p, tzero, flags & PFR_FLAG_ADDRSTOO)
+            entries = []
+            if flags & PFR_FLAG_ADDRSTOO:
+                for p in set(work):
+                    entries.extend(p.radix.entries.values())
+            self.clear_counters(work, entries, tzero, tzero)
         return len(work)
 
     cdef int set_tflags(self, pfr_table *tbl, int size, int setflag, int clrflag, int *nchange,
@@ -586,7 +597,7 @@ cdef class Tables:
             self.remove_entries(kt, delq)
             for p in changeq:
                 p.neg = not p.neg
-                p.clear_stats(tzero)
+            self.clear_counters([], changeq, 0, tzero)
         nadd[0] = len(pending)
         ndel[0] = xdel
         nchange[0] = len(changeq)
@@ -615,8 +626,8 @@ cdef class Tables:
                 copyout_addr(&st.pfras_a, ke)
                 st.pfras_tzero = ke.tzero
                 if kt.flags & PFR_TFLAG_COUNTERS:
-                    memcpy(st.pfras_packets, ke.packets, sizeof(ke.packets))
-                    memcpy(st.pfras_bytes, ke.nbytes, sizeof(ke.nbytes))
+                    memcpy(st.pfras_packets, ke.c.packets, sizeof(ke.c.packets))
+                    memcpy(st.pfras_bytes, ke.c.nbytes, sizeof(ke.c.nbytes))
                 else:
                     st.pfras_a.pfra_fback = PFR_FB_NOCOUNT
             i += 1
@@ -642,8 +653,7 @@ cdef class Tables:
             if p is not None:
                 work.append(p)
         if not flags & PFR_FLAG_DUMMY:
-            for p in work:
-                p.clear_stats(0)
+            self.clear_counters([], work, 0, 0)
         return len(work)
 
     cdef int tst_addrs(self, pfr_table *tbl, pfr_addr *addr, int size, int flags) except -1:
@@ -848,16 +858,48 @@ cdef class Tables:
             kt.shadow = None
         kt.flags = newf
 
-    cdef void clstats_ktable(self, KTable kt, long tzero, bint recurse):
+    cdef int clstats_ktable(self, KTable kt, long tzero, bint recurse) except -1:
+        return self.clear_counters([kt], list(kt.radix.entries.values()) if recurse else [],
+                                   tzero, tzero)
+
+    cdef int clear_counters(self, list tables, list entries, long ttzero, long etzero) except -1:
+        """Zero the counters of `tables` (tzero ttzero) and `entries` (tzero etzero). The
+        datapath's share is zeroed under its lock, so no increment in flight survives a clear."""
+        cdef KTable kt
         cdef KEntry ke
-        if recurse:
-            for ke in kt.radix.entries.values():
-                ke.clear_stats(tzero)
-        memset(kt.packets, 0, sizeof(kt.packets))
-        memset(kt.nbytes, 0, sizeof(kt.nbytes))
-        kt.nmatch = kt.nnomatch = 0
-        kt.dp.nmatch = kt.dp.nnomatch = 0
-        kt.tzero = tzero
+        cdef Py_ssize_t i, nt = len(tables), ne = len(entries)
+        cdef pfr_dp **dps = <pfr_dp **>calloc(nt + 1, sizeof(void *))
+        cdef pfr_kctr **kcs = <pfr_kctr **>calloc(ne + 1, sizeof(void *))
+        cdef pthread_mutex_t *lk = self.dplock if self.bound else NULL
+        if dps == NULL or kcs == NULL:
+            free(dps)
+            free(kcs)
+            raise MemoryError()
+        for i in range(nt):
+            kt = tables[i]
+            memset(kt.packets, 0, sizeof(kt.packets))
+            memset(kt.nbytes, 0, sizeof(kt.nbytes))
+            kt.nmatch = kt.nnomatch = 0
+            kt.tzero = ttzero
+            dps[i] = kt.dp
+        for i in range(ne):
+            ke = entries[i]
+            ke.tzero = etzero
+            kcs[i] = &ke.c
+        with nogil:
+            if lk != NULL:
+                pthread_mutex_lock(lk)
+            for i in range(nt):
+                dps[i].nmatch = dps[i].nnomatch = 0
+                memset(dps[i].packets, 0, sizeof(dps[i].packets))
+                memset(dps[i].nbytes, 0, sizeof(dps[i].nbytes))
+            for i in range(ne):
+                memset(kcs[i], 0, sizeof(pfr_kctr))
+            if lk != NULL:
+                pthread_mutex_unlock(lk)
+        free(dps)
+        free(kcs)
+        return 0
 
     cdef void commit_ktable(self, KTable kt, long tzero):
         """Make the inactive definition the table: merge its entries into an active table (kept
@@ -888,7 +930,7 @@ cdef class Tables:
             self.remove_entries(kt, delq)
             for q in changeq:
                 q.neg = not q.neg
-                q.clear_stats(tzero)
+            self.clear_counters([], changeq, 0, tzero)
         else:
             kt.radix, shadow.radix = shadow.radix, kt.radix
             kt.cnt, shadow.cnt = shadow.cnt, kt.cnt
@@ -1102,8 +1144,8 @@ cdef class Tables:
         kt.packets[dir_out][op_pass] += 1
         kt.nbytes[dir_out][op_pass] += length
         if ke is not None and op_pass != PFR_OP_XPASS and kt.flags & PFR_TFLAG_COUNTERS:
-            ke.packets[dir_out][op_pass] += 1
-            ke.nbytes[dir_out][op_pass] += length
+            ke.c.packets[dir_out][op_pass] += 1
+            ke.c.nbytes[dir_out][op_pass] += length
 
     # -- the datapath's snapshots --------------------------------------------------------------
 
@@ -1121,7 +1163,9 @@ cdef class Tables:
         the tables whose entries or flags changed (outside the lock), then, under the lock,
         point every affected table (and the anchored tables falling back to it) at the
         snapshot its lookups now consult. The old snapshots are freed after the swap. Called
-        at the end of every table operation (pf_ioctl_table) and table/rule transaction."""
+        at the end of every table operation (pf_ioctl_table) and table/rule transaction.
+        Counters are not copied: a snapshot points at its entries' KEntry.c (those objects are
+        kept in snaprefs while it is published) and at its table's pfr_dp."""
         cdef KTable kt, eff
         cdef list own_kt, snap_kt
         cdef pfr_snap **own_new
@@ -1161,14 +1205,24 @@ cdef class Tables:
             raise MemoryError()
         try:
             newown = {}
-            for i in range(nown):
-                kt = own_kt[i]
-                if (ktables.get(table_key(kt.anchor, kt.name)) is kt
-                        and kt.flags & PFR_TFLAG_ACTIVE):
-                    own_new[i] = snap_build(kt)
-                own_old[i] = kt.dp.own
-                own_dp[i] = kt.dp
-                newown[kt] = <uintptr_t>own_new[i]
+            newrefs = []                # per own_kt: the KEntry objects its snapshot points into
+            try:
+                for i in range(nown):
+                    kt = own_kt[i]
+                    refs = None
+                    if (ktables.get(table_key(kt.anchor, kt.name)) is kt
+                            and kt.flags & PFR_TFLAG_ACTIVE):
+                        refs = list(kt.radix.entries.values())
+                        own_new[i] = snap_build(kt, refs)
+                    newrefs.append(refs)
+                    own_old[i] = kt.dp.own
+                    own_dp[i] = kt.dp
+                    newown[kt] = <uintptr_t>own_new[i]
+            except BaseException:
+                for i in range(nown):
+                    snap_free(own_new[i])
+                self.dirty.update(dirty)
+                raise
             for i in range(nsnap):
                 kt = snap_kt[i]
                 snap_dp[i] = kt.dp
@@ -1199,6 +1253,13 @@ cdef class Tables:
                     pthread_mutex_unlock(self.dplock)
                 for i in range(nown):
                     snap_free(own_old[i])
+            # the old snapshots are gone: the entries only they pointed at may go too (a removed
+            # entry's counters go with it, as in FreeBSD)
+            for i in range(nown):
+                if newrefs[i] is None:
+                    self.snaprefs.pop(own_kt[i], None)
+                else:
+                    self.snaprefs[own_kt[i]] = newrefs[i]
         finally:
             free(own_new); free(own_old); free(snap_dp); free(snap_val); free(own_dp)
 
@@ -1213,20 +1274,53 @@ cdef class Tables:
             return -2
         return pfr_lookup(kt.dp.snap, af, a)
 
+    def _dp_count_for_tests(self, KTable kt, int af, addr, uint64_t nbytes, int dir_out,
+                            int op_pass, bint notrule, long repeat=1):
+        """Test hook: what pf_test does for a packet whose matching rule has `kt` as its address
+        (pfr_dp_update_stats on kt's pfr_dp), `repeat` times, each under the datapath lock as
+        one packet, without the GIL. `addr`: the 16 bytes of a pf_addr (network order)."""
+        cdef pf_addr pa
+        cdef uint8_t caf = af_in(af)
+        cdef pfr_dp *d = kt.dp
+        cdef pthread_mutex_t *lk = self.dplock if self.bound else NULL
+        cdef long i
+        cdef bytes raw = bytes(addr)
+        if len(raw) < addr_len(caf):
+            raise ValueError("address shorter than its family's")
+        memset(&pa, 0, sizeof(pa))
+        memcpy(&pa, <const char *>raw, min(<size_t>len(raw), sizeof(pa)))
+        with nogil:
+            for i in range(repeat):
+                if lk != NULL:
+                    pthread_mutex_lock(lk)
+                pfr_dp_update_stats(d, &pa, caf, nbytes, dir_out, op_pass, notrule)
+                if lk != NULL:
+                    pthread_mutex_unlock(lk)
+
 
 # --- snapshots: sorted prefix arrays per prefix length (nogil lookups) -------------------------
 
-cdef int cmp_e4(const void *a, const void *b) noexcept nogil:
-    cdef const pfr_e4 *x = <const pfr_e4 *>a
-    cdef const pfr_e4 *y = <const pfr_e4 *>b
-    return (x.key > y.key) - (x.key < y.key)
+# while building: an entry with its counters' address, sorted together, then split into the
+# compact search array (e4/e6) and its parallel counter array (c4/c6)
+ctypedef struct pfr_b4:
+    pfr_e4 e
+    pfr_kctr *c
 
-cdef int cmp_e6(const void *a, const void *b) noexcept nogil:
-    cdef const pfr_e6 *x = <const pfr_e6 *>a
-    cdef const pfr_e6 *y = <const pfr_e6 *>b
-    if x.hi != y.hi:
-        return 1 if x.hi > y.hi else -1
-    return (x.lo > y.lo) - (x.lo < y.lo)
+ctypedef struct pfr_b6:
+    pfr_e6 e
+    pfr_kctr *c
+
+cdef int cmp_b4(const void *a, const void *b) noexcept nogil:
+    cdef const pfr_b4 *x = <const pfr_b4 *>a
+    cdef const pfr_b4 *y = <const pfr_b4 *>b
+    return (x.e.key > y.e.key) - (x.e.key < y.e.key)
+
+cdef int cmp_b6(const void *a, const void *b) noexcept nogil:
+    cdef const pfr_b6 *x = <const pfr_b6 *>a
+    cdef const pfr_b6 *y = <const pfr_b6 *>b
+    if x.e.hi != y.e.hi:
+        return 1 if x.e.hi > y.e.hi else -1
+    return (x.e.lo > y.e.lo) - (x.e.lo < y.e.lo)
 
 cdef inline uint32_t be32(const uint8_t *p) noexcept nogil:
     return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
@@ -1247,25 +1341,28 @@ cdef void snap_free(pfr_snap *s) noexcept nogil:
     if s != NULL:
         free(s.e4)
         free(s.e6)
+        free(s.c4)
+        free(s.c6)
         free(s)
 
 
-cdef pfr_snap *snap_build(KTable kt) except NULL:
-    """A snapshot of kt's entries (pfr_snap)."""
+cdef pfr_snap *snap_build(KTable kt, list entries) except NULL:
+    """A snapshot of kt's entries (pfr_snap): `entries`, kt's KEntry objects, which the caller
+    keeps alive while the snapshot is published (its counter pointers lead into them)."""
     cdef pfr_snap *s = <pfr_snap *>calloc(1, sizeof(pfr_snap))
     cdef int count[2][129]
     cdef uint32_t pos[2][129]
     cdef KEntry ke
-    cdef int fam, net, g
+    cdef int net, g
     cdef uint32_t n4 = 0, n6 = 0, at4 = 0, at6 = 0, k
-    cdef pfr_e4 *e4
-    cdef pfr_e6 *e6
+    cdef pfr_b4 *b4 = NULL
+    cdef pfr_b6 *b6 = NULL
     if s == NULL:
         raise MemoryError()
     s.owner = kt.dp
+    s.counters = (kt.flags & PFR_TFLAG_COUNTERS) != 0
     memset(count, 0, sizeof(count))
-    entries = kt.radix.entries
-    for ke in entries.values():
+    for ke in entries:
         if ke.af == AF_INET:
             count[0][ke.net] += 1
             n4 += 1
@@ -1274,7 +1371,14 @@ cdef pfr_snap *snap_build(KTable kt) except NULL:
             n6 += 1
     s.e4 = <pfr_e4 *>calloc(n4 + 1, sizeof(pfr_e4))
     s.e6 = <pfr_e6 *>calloc(n6 + 1, sizeof(pfr_e6))
-    if s.e4 == NULL or s.e6 == NULL:
+    s.c4 = <pfr_kctr **>calloc(n4 + 1, sizeof(pfr_kctr *))
+    s.c6 = <pfr_kctr **>calloc(n6 + 1, sizeof(pfr_kctr *))
+    b4 = <pfr_b4 *>calloc(n4 + 1, sizeof(pfr_b4))
+    b6 = <pfr_b6 *>calloc(n6 + 1, sizeof(pfr_b6))
+    if (s.e4 == NULL or s.e6 == NULL or s.c4 == NULL or s.c6 == NULL or b4 == NULL
+            or b6 == NULL):
+        free(b4)
+        free(b6)
         snap_free(s)
         raise MemoryError()
     # groups longest prefix first; pos = where each length's entries start
@@ -1296,30 +1400,43 @@ cdef pfr_snap *snap_build(KTable kt) except NULL:
             s.ngroups[1] += 1
             pos[1][net] = at6
             at6 += count[1][net]
-    for ke in entries.values():
+    for ke in entries:
         if ke.af == AF_INET:
             k = pos[0][ke.net]
             pos[0][ke.net] += 1
-            s.e4[k].key = be32(ke.addr) & <uint32_t>(mask64(ke.net) >> 32)
-            s.e4[k].neg = ke.neg
+            b4[k].e.key = be32(ke.addr) & <uint32_t>(mask64(ke.net) >> 32)
+            b4[k].e.neg = ke.neg
+            b4[k].c = &ke.c
         else:
             k = pos[1][ke.net]
             pos[1][ke.net] += 1
-            s.e6[k].hi = be64(ke.addr) & mask64(ke.net)
-            s.e6[k].lo = be64(ke.addr + 8) & mask64(ke.net - 64)
-            s.e6[k].neg = ke.neg
+            b6[k].e.hi = be64(ke.addr) & mask64(ke.net)
+            b6[k].e.lo = be64(ke.addr + 8) & mask64(ke.net - 64)
+            b6[k].e.neg = ke.neg
+            b6[k].c = &ke.c
     with nogil:
         for g in range(s.ngroups[0]):
-            qsort(&s.e4[s.groups[0][g].start], s.groups[0][g].n, sizeof(pfr_e4), cmp_e4)
+            qsort(&b4[s.groups[0][g].start], s.groups[0][g].n, sizeof(pfr_b4), cmp_b4)
         for g in range(s.ngroups[1]):
-            qsort(&s.e6[s.groups[1][g].start], s.groups[1][g].n, sizeof(pfr_e6), cmp_e6)
+            qsort(&b6[s.groups[1][g].start], s.groups[1][g].n, sizeof(pfr_b6), cmp_b6)
+        for k in range(n4):
+            s.e4[k] = b4[k].e
+            s.c4[k] = b4[k].c
+        for k in range(n6):
+            s.e6[k] = b6[k].e
+            s.c6[k] = b6[k].c
+    free(b4)
+    free(b6)
     return s
 
 
-cdef int pfr_lookup(const pfr_snap *s, uint8_t af, const uint8_t *addr) noexcept nogil:
+cdef inline int snap_find(const pfr_snap *s, uint8_t af, const uint8_t *addr,
+                          uint32_t *at) noexcept nogil:
+    """Longest-prefix search: -1 no entry covers `addr`, else the entry's negation (0/1), its
+    index in e4/e6 (and c4/c6) stored in *at."""
     cdef int g
     cdef uint32_t lo, hi, mid, a4, k4
-    cdef uint64_t ahi, alo, khi, klo, m
+    cdef uint64_t ahi, alo, khi, klo
     cdef const pfr_group *gr
     cdef const pfr_e4 *e4
     cdef const pfr_e6 *e6
@@ -1338,6 +1455,7 @@ cdef int pfr_lookup(const pfr_snap *s, uint8_t af, const uint8_t *addr) noexcept
                 elif e4[mid].key > k4:
                     hi = mid
                 else:
+                    at[0] = gr.start + mid
                     return <int>e4[mid].neg
         return -1
     ahi = be64(addr)
@@ -1356,8 +1474,14 @@ cdef int pfr_lookup(const pfr_snap *s, uint8_t af, const uint8_t *addr) noexcept
             elif e6[mid].hi > khi or e6[mid].lo > klo:
                 hi = mid
             else:
+                at[0] = gr.start + mid
                 return <int>e6[mid].neg
     return -1
+
+
+cdef int pfr_lookup(const pfr_snap *s, uint8_t af, const uint8_t *addr) noexcept nogil:
+    cdef uint32_t at
+    return snap_find(s, af, addr, &at)
 
 
 cdef bint pfr_match_addr(pfr_dp *d, uint8_t af, const uint8_t *addr) noexcept nogil:
@@ -1369,6 +1493,34 @@ cdef bint pfr_match_addr(pfr_dp *d, uint8_t af, const uint8_t *addr) noexcept no
         return True
     s.owner.nnomatch += 1
     return False
+
+
+cdef void pfr_dp_update_stats(pfr_dp *t, const pf_addr *a, uint8_t af, uint64_t bytes,
+                              int dir_out, int op_pass, bint notrule) noexcept nogil:
+    cdef const pfr_snap *s
+    cdef pfr_dp *o
+    cdef pfr_kctr *c
+    cdef uint32_t at = 0
+    cdef int r
+    if t == NULL:
+        return
+    s = t.snap
+    if s == NULL:
+        return                          # no active table (nor root): nothing counted
+    if (dir_out < 0 or dir_out >= PFR_DIR_MAX or op_pass < 0 or op_pass >= PFR_OP_TABLE_MAX
+            or (af != AF_INET and af != AF_INET6)):
+        return
+    r = snap_find(s, af, a.addr8, &at)
+    # the table's answer (an entry, not negated) differs from what the rule required of it
+    if (r != 0) != (notrule != 0):
+        op_pass = PFR_OP_XPASS
+    o = s.owner
+    o.packets[dir_out][op_pass] += 1
+    o.nbytes[dir_out][op_pass] += bytes
+    if r >= 0 and op_pass != PFR_OP_XPASS and s.counters:
+        c = s.c4[at] if af == AF_INET else s.c6[at]
+        c.packets[dir_out][op_pass] += 1
+        c.nbytes[dir_out][op_pass] += bytes
 
 
 cdef inline KTable effective(KTable kt):

@@ -6,6 +6,7 @@ from pfkern.pfvar cimport pf_addr, pf_status
 from pfkern.pfvar_priv cimport pf_state_table, pthread_mutex_t
 from pfkern.pf_tap cimport tap_if, tap_pkt, tap_engine
 from pfkern.pf_table cimport pfr_dp
+from pfkern.pf_nat cimport cf_pool
 
 
 cdef enum:
@@ -93,6 +94,7 @@ ctypedef struct cf_cold:
     pf_addr dst_mask
     cf_run *run                 # cf_rule.run: the run and this rule's place in it
     uint32_t run_pos
+    cf_pool *pool               # translation rules: the compiled rpool
 
 # An indexed run: consecutive rules of one ruleset that differ (as far as the walk up to the key
 # address sees) only in one exact host address, all distinct — "block to 10.0.0.1", "block to
@@ -122,7 +124,13 @@ cdef struct cf_ruleset:
 
 # One generation of compiled rulesets: swapped whole under the engine's lock.
 ctypedef struct cf_gen:
-    cf_ruleset *main
+    cf_ruleset *main            # filter rules
+    cf_ruleset *nat             # translation rules, compiled as first-match (quick) walks
+    cf_ruleset *binat           # outbound binat
+    cf_ruleset *binat_in        # inbound binat: source matched against the rule's destination,
+                                # destination against the pool address (pf_match_translation)
+    cf_ruleset *rdr
+    uint32_t serial             # generation number: states keep rule pointers of their own
     uint32_t commit_time        # pf_uptime() at compile: older states belong to older rules
     uint32_t nrules             # rules compiled, anchors included
     # every compiled rule once, for folding the evaluation counters (Rule.ext_evals)

@@ -50,7 +50,10 @@ from pfkern.pf_state cimport (pf_uptime, pf_state_key_fill, pf_state_alloc, pf_s
                               pf_state_insert, pf_unlink_state, pf_find_state, pf_state_expires,
                               StateTable)
 from pfkern.pf_rule cimport Rule, pf_rule_addr
-from pfkern.pf_table cimport KTable, pfr_dp, pfr_match_addr
+from pfkern.pf_table cimport KTable, pfr_dp, pfr_match_addr, pfr_dp_update_stats
+from pfkern.pf_rule cimport PoolAddr
+from pfkern.pf_nat cimport (cf_pool, cf_pooladdr, NP_ADDR, NP_NONE, nat_get_sport, nat_map_addr,
+                            nat_poolmask, nat_rewrite, nat_rewrite_icmp_error)
 from pfkern.pf cimport PfCore
 from pfkern.pf_tap cimport tap_if, tap_pkt, tap_engine, Datapath
 
@@ -468,6 +471,9 @@ cdef void state_unlink(pf_engine *e, pf_kstate *st) noexcept nogil:
         (<pf_rule *>r.r).u_states_cur -= 1
     if a != NULL and (<pf_rule *>a.r).u_states_cur:
         (<pf_rule *>a.r).u_states_cur -= 1
+    if st.nat_r != NULL and e.gen != NULL and st.gen == e.gen.serial and \
+            (<pf_rule *>st.nat_r).u_states_cur:
+        (<pf_rule *>st.nat_r).u_states_cur -= 1
     pf_unlink_state(e.t, st)
 
 
@@ -776,6 +782,7 @@ cdef int test_state_icmp_error(pf_engine *e, pdesc *pd, pf_kstate **sp, int *rea
     sp[0] = st
     if st == NULL:
         return PF_DROP
+    cdef pf_state_key_cmp *nk
     if proto2 == IPPROTO_TCP:
         if pd.dir == st.direction:
             src = &st.dst
@@ -790,6 +797,15 @@ cdef int test_state_icmp_error(pf_engine *e, pdesc *pd, pf_kstate **sp, int *rea
                 not seq_geq(seq, src.seqlo - (<uint32_t>dst.max_win << dws))):
             reason_set(e, reason, PFRES_BADSTATE)
             return PF_DROP
+    if st.key[PF_SK_WIRE] != st.key[PF_SK_STACK]:
+        # the quoted packet's translated side (inward: its source; outward: its destination)
+        # back to what this side of the engine knows, and the error's own address with it
+        nk = &st.key[PF_SK_STACK if pd.dir == PF_IN else PF_SK_WIRE].k
+        if pd.dir == PF_IN:
+            if not addr_eq(src2, &nk.addr[1], pd.af) or nk.port[1] != sp2:
+                nat_rewrite_icmp_error(p, ip2, proto2, off2, avail, True, &nk.addr[1], nk.port[1])
+        elif not addr_eq(dst2, &nk.addr[1], pd.af) or nk.port[1] != dp2:
+            nat_rewrite_icmp_error(p, ip2, proto2, off2, avail, False, &nk.addr[1], nk.port[1])
     return PF_PASS
 
 
@@ -826,12 +842,15 @@ cdef inline int strncmp_(const char *a, const char *b, size_t n) noexcept nogil:
     return 0
 
 
-cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, pdesc *pd, pf_kstate **sm,
+cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc *pd,
+                      const pf_state_key_cmp *wire, const pf_state_key_cmp *stack, pf_kstate **sm,
                       int *reason, uint32_t now) noexcept nogil:
-    cdef pf_rule *r = <pf_rule *>cr.r
+    """pf_create_state: cr NULL is the default rule (a translation without a filter rule);
+    wire/stack are the state's keys (equal without translation)."""
+    cdef pf_rule *r = <pf_rule *>cr.r if cr != NULL else <pf_rule *>e.default_rule
     cdef pf_rule *a = <pf_rule *>ca.r if ca != NULL else NULL
+    cdef pf_rule *n = <pf_rule *>nr.r if nr != NULL else NULL
     cdef pf_kstate *st
-    cdef pf_state_key_cmp k
     cdef uint8_t *th
     cdef uint32_t win
     cdef char ifname[16]
@@ -846,6 +865,12 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, pdesc *pd, pf_ksta
     st.rule = r.nr
     st.anchor = a.nr if a != NULL else PF_NO_RULE
     st.nat_rule = PF_NO_RULE
+    st.gen = e.gen.serial if e.gen != NULL else 0
+    if n != NULL:
+        st.nat_rule = n.nr
+        st.nat_r = n
+        st.nat_rs = (PF_RULESET_NAT if n.action == PF_NAT else
+                     PF_RULESET_BINAT if n.action == PF_BINAT else PF_RULESET_RDR)
     if r.allow_opts:
         st.state_flags |= PFSTATE_ALLOWOPTS
     if r.rule_flag & PFRULE_STATESLOPPY:
@@ -890,13 +915,15 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, pdesc *pd, pf_ksta
     memset(ifname, 0, 16)
     if r.rule_flag & PFRULE_IFBOUND:
         memcpy(ifname, pd.ifp.name, 16)
-    key_of(&k, pd.af, pd.proto, pd.src, pd.dst, pd.sport, pd.dport, pd.dir)
-    if pf_state_insert(e.t, ifname, &k, &k, st) != 0:
+    if pf_state_insert(e.t, ifname, wire, stack, st) != 0:
         pf_state_release(e.t, st)
         reason_set(e, reason, PFRES_STATEINS)
         return PF_DROP
     r.u_states_cur += 1
     r.u_states_tot += 1
+    if n != NULL:
+        n.u_states_cur += 1
+        n.u_states_tot += 1
     if a != NULL:
         a.u_states_cur += 1
         a.u_states_tot += 1
@@ -907,38 +934,174 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, pdesc *pd, pf_ksta
 # ---- pf_test_rule ------------------------------------------------------------------------------------
 cdef int test_rule(pf_engine *e, pdesc *pd, cf_cold **rm, cf_cold **am, pf_kstate **sm,
                    int *reason, uint32_t now, bint fragment) noexcept nogil:
+    """pf_test_rule (pf_test_fragment when fragment): translation (nat/binat/rdr), then the
+    filter rules on the translated packet, then the state."""
     cdef evalctx c
     cdef pf_rule *r
     cdef int action
+    cdef cf_cold *nr = NULL
+    cdef pf_state_key_cmp sk, nk
     c.rm = NULL
     c.am = NULL
     c.acur = NULL
     c.match = 0
     c.tag = -1
     c.depth = 0
-    if e.gen != NULL:
+    if not fragment and e.gen != NULL:
+        nr = get_translation(e, pd, &sk, &nk)
+        if nr != NULL:
+            apply_translation(pd, &nk)
+    if e.gen != NULL and not (nr != NULL and (<pf_rule *>nr.r).natpass):
         eval_ruleset(e, e.gen.main, pd, &c)
     rm[0] = c.rm
     am[0] = c.am
     reason_set(e, reason, PFRES_MATCH)
-    if c.rm == NULL:
-        return PF_PASS              # the default rule: pass, no state
-    r = <pf_rule *>c.rm.r
+    r = <pf_rule *>c.rm.r if c.rm != NULL else <pf_rule *>e.default_rule
     if r.action == PF_DROP:
         if not fragment and r.rule_flag & (PFRULE_RETURNRST | PFRULE_RETURNICMP | PFRULE_RETURN):
+            if nr != NULL:
+                apply_translation(pd, &sk)      # answer what the sender sent
             want_return(e, r, pd)
         return PF_DROP
     if c.tag > 0:
         pd.p.pf_tag = <uint16_t>c.tag
     if fragment:
         return PF_PASS
-    if not pd.state_icmp and r.keep_state:
-        action = create_state(e, c.rm, c.am, pd, sm, reason, now)
+    if not pd.state_icmp and (r.keep_state or nr != NULL):
+        if nr == NULL:
+            key_of(&sk, pd.af, pd.proto, pd.src, pd.dst, pd.sport, pd.dport, pd.dir)
+            nk = sk
+        # the wire key is what crosses this interface: the original inbound, the translated out
+        action = create_state(e, c.rm, c.am, nr, pd, &sk if pd.dir == PF_IN else &nk,
+                              &nk if pd.dir == PF_IN else &sk, sm, reason, now)
         if action != PF_PASS:
             if r.rule_flag & PFRULE_RETURN:
                 want_return(e, r, pd)
             return action
     return PF_PASS
+
+
+# ---- translation (pf_get_translation, pf_match_translation) -----------------------------------------
+cdef cf_cold *match_translation(pf_engine *e, cf_ruleset *rs, pdesc *pd) noexcept nogil:
+    """The first translation rule of rs (and the anchors it calls) the packet matches; NULL for
+    none or a "no nat/rdr/binat" rule. A tag it gives sticks to the packet either way."""
+    cdef evalctx c
+    cdef uint8_t action
+    if rs == NULL or rs.n == 0:
+        return NULL
+    c.rm = NULL
+    c.am = NULL
+    c.acur = NULL
+    c.match = 0
+    c.tag = -1
+    c.depth = 0
+    eval_ruleset(e, rs, pd, &c)
+    if c.tag > 0:
+        pd.p.pf_tag = <uint16_t>c.tag
+    if c.rm == NULL:
+        return NULL
+    action = (<pf_rule *>c.rm.r).action
+    if action == PF_NONAT or action == PF_NORDR or action == PF_NOBINAT:
+        return NULL
+    return c.rm
+
+cdef const cf_pooladdr *pool_entry(cf_pool *pool, uint8_t af) noexcept nogil:
+    """rpool.cur, or the first entry of the packet's family when cur is of the other."""
+    cdef int k
+    if pool == NULL or pool.n == 0:
+        return NULL
+    if pool.a[pool.cur].kind == NP_ADDR and pool.a[pool.cur].af in (0, af):
+        return &pool.a[pool.cur]
+    for k in range(pool.n):
+        if pool.a[k].kind == NP_ADDR and pool.a[k].af in (0, af):
+            return &pool.a[k]
+    return NULL
+
+cdef cf_cold *get_translation(pf_engine *e, pdesc *pd, pf_state_key_cmp *sk,
+                              pf_state_key_cmp *nk) noexcept nogil:
+    """The translation rule for a packet without state and the keys it gives: sk as the packet
+    is, nk as it will be (index 1 is the side that changes: the source out, the destination
+    in); NULL when nothing applies, the pool is exhausted or the translation changes nothing."""
+    cdef cf_gen *g = e.gen
+    cdef cf_cold *nr
+    cdef pf_rule *r
+    cdef cf_pool *pool
+    cdef const cf_pooladdr *pa
+    cdef pf_addr *naddr
+    cdef uint32_t tmp
+    cdef int k
+    if pd.dir == PF_OUT:
+        nr = match_translation(e, g.binat, pd)
+        if nr == NULL:
+            nr = match_translation(e, g.nat, pd)
+    else:
+        nr = match_translation(e, g.rdr, pd)
+        if nr == NULL:
+            nr = match_translation(e, g.binat_in, pd)
+    if nr == NULL or nr.pool == NULL:
+        return NULL
+    r = <pf_rule *>nr.r
+    pool = nr.pool
+    key_of(sk, pd.af, pd.proto, pd.src, pd.dst, pd.sport, pd.dport, pd.dir)
+    nk[0] = sk[0]
+    naddr = &nk.addr[1]
+    if r.action == PF_NAT:
+        if nat_get_sport(e.t, pool, pd.af, pd.proto, pd.src, pd.sport, pd.dst, pd.dport, naddr,
+                         &nk.port[1], pool.proxy_port[0], pool.proxy_port[1], &e.rng):
+            return NULL
+    elif r.action == PF_BINAT:
+        if pd.dir == PF_OUT:
+            pa = pool_entry(pool, pd.af)
+            if pa == NULL:
+                return NULL
+            nat_poolmask(naddr, &pa.addr, &pa.mask, pd.src, pd.af)
+        elif nr.src_dyn != NULL:
+            for k in range(nr.src_dyn.n):
+                if nr.src_dyn.af[k] == pd.af:
+                    break
+            else:
+                return NULL
+            nat_poolmask(naddr, &nr.src_dyn.addr[k], &nr.src_dyn.mask[k], pd.dst, pd.af)
+        else:
+            nat_poolmask(naddr, &r.src.addr.v.a.addr, &r.src.addr.v.a.mask, pd.dst, pd.af)
+    elif r.action == PF_RDR:
+        if nat_map_addr(pool, pd.af, pd.src, naddr, NULL, &e.rng):
+            return NULL
+        if (pool.opts & PF_POOL_TYPEMASK) == PF_POOL_BITMASK:
+            nat_poolmask(naddr, naddr, &pool.a[pool.cur].mask, pd.dst, pd.af)
+        if pool.proxy_port[1]:
+            tmp = ((<uint32_t>ntohs(pd.dport) - ntohs(r.dst.port[0])) %
+                   (<uint32_t>pool.proxy_port[1] - pool.proxy_port[0] + 1)) + pool.proxy_port[0]
+            if tmp > 65535:
+                tmp -= 65535
+            nk.port[1] = htons(<uint16_t>tmp)
+        elif pool.proxy_port[0]:
+            nk.port[1] = htons(pool.proxy_port[0])
+    else:
+        return NULL
+    if pd.proto == IPPROTO_ICMP or pd.proto == IPPROTO_ICMPV6:
+        nk.port[0] = nk.port[1]             # one id on both sides
+    if memcmp(sk, nk, sizeof(pf_state_key_cmp)) == 0:
+        return NULL
+    return nr
+
+cdef void apply_translation(pdesc *pd, const pf_state_key_cmp *k) noexcept nogil:
+    """Rewrite the packet to the addresses and ports of key k (the key of the packet's own
+    direction: sidx/didx as pf_test sets them)."""
+    cdef int sidx = 0 if pd.dir == PF_IN else 1
+    cdef int didx = 1 - sidx
+    cdef uint8_t af = pd.af
+    if not addr_eq(pd.src, &k.addr[sidx], af) or k.port[sidx] != pd.sport:
+        nat_rewrite(pd.p, True, &k.addr[sidx], k.port[sidx])
+    if not addr_eq(pd.dst, &k.addr[didx], af) or k.port[didx] != pd.dport:
+        nat_rewrite(pd.p, False, &k.addr[didx], k.port[didx])
+    pd.sport = pd.p.sport
+    pd.dport = pd.p.dport
+
+cdef inline bint addr_eq(const pf_addr *a, const pf_addr *b, uint8_t af) noexcept nogil:
+    if af == AF_INET:
+        return a.addr32[0] == b.addr32[0]
+    return memcmp(a, b, 16) == 0
 
 
 cdef void want_return(pf_engine *e, pf_rule *r, pdesc *pd) noexcept nogil:
@@ -1024,12 +1187,16 @@ cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *rea
             action = test_state_icmp_error(e, &pd, &s, reason)
         else:
             action = test_state(e, &pd, &s, reason, now)
+            if action == PF_PASS and s.key[PF_SK_WIRE] != s.key[PF_SK_STACK]:
+                apply_translation(&pd, &s.key[PF_SK_STACK if dir == PF_IN else PF_SK_WIRE].k)
         if action == PF_PASS:
             from_state = True
         elif s == NULL:
             action = test_rule(e, &pd, &rm, &am, &s, reason, now, False)
     else:
         action = test_state(e, &pd, &s, reason, now)
+        if action == PF_PASS and s.key[PF_SK_WIRE] != s.key[PF_SK_STACK]:
+            apply_translation(&pd, &s.key[PF_SK_STACK if dir == PF_IN else PF_SK_WIRE].k)
         if action == PF_PASS:
             from_state = True
         elif s == NULL:
@@ -1056,10 +1223,36 @@ cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *rea
             a.packets[dirndx] += 1
             a.bytes[dirndx] += pd.tot_len
         if s != NULL:
+            if s.nat_r != NULL and e.gen != NULL and s.gen == e.gen.serial:
+                (<pf_rule *>s.nat_r).packets[dirndx] += 1
+                (<pf_rule *>s.nat_r).bytes[dirndx] += pd.tot_len
             dirndx = 0 if dir == s.direction else 1
             s.packets[dirndx] += 1
             s.bytes[dirndx] += pd.tot_len
+        if rm != NULL:
+            count_tables(rm, r, s, &pd, action)
     return action
+
+
+cdef void count_tables(cf_cold *rm, pf_rule *r, pf_kstate *s, pdesc *pd, int action) noexcept nogil:
+    """pfr_update_stats for a rule whose address is a table: the packet's addresses, or for a
+    packet of a state the addresses its stack key holds (untranslated)."""
+    cdef const pf_addr *a
+    cdef pf_state_key_cmp *k
+    if rm.src_tbl != NULL and r.src.addr.type == PF_ADDR_TABLE:
+        a = pd.src
+        if s != NULL:
+            k = &s.key[PF_SK_STACK if s.direction == PF_IN else PF_SK_WIRE].k
+            a = &k.addr[1 if s.direction == PF_OUT else 0]
+        pfr_dp_update_stats(rm.src_tbl, a, pd.af, pd.tot_len, pd.dir == PF_OUT,
+                            r.action == PF_PASS, r.src.neg)
+    if rm.dst_tbl != NULL and r.dst.addr.type == PF_ADDR_TABLE:
+        a = pd.dst
+        if s != NULL:
+            k = &s.key[PF_SK_STACK if s.direction == PF_IN else PF_SK_WIRE].k
+            a = &k.addr[1 if s.direction == PF_IN else 0]
+        pfr_dp_update_stats(rm.dst_tbl, a, pd.af, pd.tot_len, pd.dir == PF_OUT,
+                            r.action == PF_PASS, r.dst.neg)
 
 
 cdef int pf_test_hook(void *ctx, int dir, tap_if *ifp, tap_pkt *pkt) noexcept nogil:
@@ -1104,6 +1297,9 @@ cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
         st = nxt
     if e.gen != NULL:
         zero_states_cur(e.gen.main, 0)
+        zero_states_cur(e.gen.nat, 0)
+        zero_states_cur(e.gen.binat, 0)
+        zero_states_cur(e.gen.rdr, 0)
         st = t.ahead
         while st != NULL:
             r = state_rule(e, st, &a)
@@ -1111,6 +1307,8 @@ cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
                 (<pf_rule *>r.r).u_states_cur += 1
             if a != NULL:
                 (<pf_rule *>a.r).u_states_cur += 1
+            if st.nat_r != NULL and st.gen == e.gen.serial:
+                (<pf_rule *>st.nat_r).u_states_cur += 1
             st = st.anext
     pthread_mutex_unlock(&t.lock)
     return n
@@ -1128,7 +1326,6 @@ cdef void zero_states_cur(cf_ruleset *rs, int depth) noexcept nogil:
 
 
 # ---- the compiler ------------------------------------------------------------------------------------
-PF_RULESET_FILTER = 1
 
 
 @cython.no_gc_clear      # its Rule objects must outlive the counter fold in __dealloc__
@@ -1192,7 +1389,7 @@ cdef void hook_evals(cf_gen *g) noexcept nogil:
 
 cdef class _Compiler:
     cdef _Gen gen
-    cdef dict done              # id(Ruleset) -> address of its cf_ruleset
+    cdef dict done              # (id(Ruleset), rs_num, variant) -> address of its cf_ruleset
     cdef list fold              # [pf_rule *, &Rule.ext_evals, &evals[i], &Rule.ext_diff,
                                 #  &Rule.ext_pos, run diff or 0, place in the run] of every rule
     cdef list runs              # cf_run * of every indexed run
@@ -1239,23 +1436,33 @@ cdef class _Compiler:
                         d.n += 1
         return d
 
-    cdef cf_ruleset *ruleset(self, object rs):
-        key = id(rs)
+    cdef cf_ruleset *ruleset(self, object rs, int rs_num=PF_RULESET_FILTER, int variant=0):
+        """One ruleset of one anchor, compiled (once) with the anchors it calls. Translation
+        rulesets compile as first-match walks (every rule quick, only the fields
+        pf_match_translation looks at); variant 1 is inbound binat's view of the binat rules,
+        which shares the evaluation counters of variant 0."""
+        key = (id(rs), rs_num, variant)
         if key in self.done:
             return <cf_ruleset *><uintptr_t>self.done[key]
-        rules = list(rs.active[PF_RULESET_FILTER].rules)
+        rules = list(rs.active[rs_num].rules)
         cdef cf_ruleset *crs = <cf_ruleset *>self.gen.alloc(sizeof(cf_ruleset))
         self.done[key] = <uintptr_t>crs
         crs.rules = <cf_rule *>self.gen.alloc(sizeof(cf_rule) * max(len(rules), 1))
         crs.cold = <cf_cold *>self.gen.alloc(sizeof(cf_cold) * max(len(rules), 1))
         crs.n = len(rules)
         cdef Rule rule
+        cdef PoolAddr pa
         cdef cf_rule *cr
         cdef cf_cold *cc
         cdef pf_rule *r
+        cdef pf_rule_addr xdst
         cdef int i, k, n = len(rules)
         cdef uint32_t target
-        crs.evals = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * max(n, 1))
+        cdef bint translation = rs_num != PF_RULESET_FILTER
+        if variant:
+            crs.evals = self.ruleset(rs, rs_num, 0).evals
+        else:
+            crs.evals = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * max(n, 1))
         for i in range(n):
             rule = rules[i]
             self.gen.rules.append(rule)
@@ -1263,8 +1470,9 @@ cdef class _Compiler:
             cc = &crs.cold[i]
             cc.r = <void *>&rule.r
             r = <pf_rule *>cc.r
-            self.fold.append([<uintptr_t>cc.r, <uintptr_t>&rule.ext_evals, <uintptr_t>&crs.evals[i],
-                              <uintptr_t>&rule.ext_diff, <uintptr_t>&rule.ext_pos, 0, 0])
+            if not variant:
+                self.fold.append([<uintptr_t>cc.r, <uintptr_t>&rule.ext_evals, <uintptr_t>&crs.evals[i],
+                                  <uintptr_t>&rule.ext_diff, <uintptr_t>&rule.ext_pos, 0, 0])
             for k in range(8):
                 target = rule.r.skip[k].nr
                 target = n if target >= <uint32_t>n or target <= <uint32_t>i else target
@@ -1293,6 +1501,28 @@ cdef class _Compiler:
                             or r.prob or r.match_tag or r.os_fingerprint) else 0
             cr.quick = r.quick
             cr.tag = r.tag
+            if translation:
+                cr.type = cr.code = cr.tos = cr.flags = cr.flagset = 0
+                cr.slow = 1 if (r.match_tag or r.os_fingerprint) else 0
+                cr.quick = 1
+                if rule.anchor is None:
+                    cc.pool = self.pool(rule, cr.af)
+            if variant:
+                # inbound binat: the packet's source against the rule's destination (with the
+                # source's skip steps, as pf_match_translation does), its destination against
+                # the pool address, no destination port; a mismatch there goes to the next rule
+                cr.src_kind = self.addr_kind(&r.dst, rule.dst_table, cr, cc, True)
+                cr.src_op = r.dst.port_op
+                cr.src_port[0] = r.dst.port[0]
+                cr.src_port[1] = r.dst.port[1]
+                cr.dst_op = 0
+                cr.dst_kind = CK_ANY
+                if rule.pool:
+                    pa = rule.pool[0]
+                    memset(&xdst, 0, sizeof(xdst))
+                    xdst.addr = pa.pa.addr
+                    cr.dst_kind = self.addr_kind(&xdst, pa.table, cr, cc, False)
+                cr.skip[PF_SKIP_DST_ADDR] = 1
             anchor = rule.anchor
             if anchor is not None:
                 cr.is_anchor = 1
@@ -1302,12 +1532,55 @@ cdef class _Compiler:
                     cc.nchildren = len(kids)
                     cc.children = <cf_ruleset **>self.gen.alloc(sizeof(void *) * max(len(kids), 1))
                     for k in range(len(kids)):
-                        cc.children[k] = self.ruleset(kids[k].ruleset)
+                        cc.children[k] = self.ruleset(kids[k].ruleset, rs_num, variant)
                 else:
-                    cc.anchor = self.ruleset(anchor.ruleset)
-        self.index_runs(crs, self.fold[len(self.fold) - n:] if n else [])
-        self.gen.g.nrules += n
+                    cc.anchor = self.ruleset(anchor.ruleset, rs_num, variant)
+        if not variant:
+            self.index_runs(crs, self.fold[len(self.fold) - n:] if n else [])
+            self.gen.g.nrules += n
         return crs
+
+    cdef cf_pool *pool(self, Rule rule, int af):
+        """A translation rule's rpool: address/mask entries as they are, "(ifname)" entries as
+        the datapath interface's addresses, tables and no-route as unusable entries."""
+        cdef cf_pool *pl = <cf_pool *>self.gen.alloc(sizeof(cf_pool))
+        cdef PoolAddr pa
+        cdef pf_rule_addr ra
+        cdef cf_dyn *d
+        cdef cf_pooladdr *e
+        cdef int i, j
+        entries = []
+        for pa in rule.pool:
+            t = pa.pa.addr.type
+            if t == PF_ADDR_ADDRMASK:
+                paf = AF_INET6 if pa.af == AF_INET6_BSD else (pa.af or af)
+                entries.append((NP_ADDR, paf, bytes((<char *>&pa.pa.addr.v.a.addr)[:16]),
+                                bytes((<char *>&pa.pa.addr.v.a.mask)[:16])))
+            elif t == PF_ADDR_DYNIFTL:
+                memset(&ra, 0, sizeof(ra))
+                ra.addr = pa.pa.addr
+                d = self.dyn(&ra, af)
+                for j in range(d.n):
+                    entries.append((NP_ADDR, d.af[j], bytes((<char *>&d.addr[j])[:16]),
+                                    bytes((<char *>&d.mask[j])[:16])))
+            else:
+                entries.append((NP_NONE, af, b"\0" * 16, b"\0" * 16))
+        pl.n = len(entries)
+        pl.a = <cf_pooladdr *>self.gen.alloc(sizeof(cf_pooladdr) * max(pl.n, 1))
+        for i, (kind, paf, addr, mask) in enumerate(entries):
+            e = &pl.a[i]
+            e.kind = kind
+            e.af = paf
+            memcpy(&e.addr, <char *>addr, 16)
+            memcpy(&e.mask, <char *>mask, 16)
+        pl.opts = rule.r.rpool.opts
+        for i in range(4):
+            pl.key[i] = rule.r.rpool.key.key32[i]
+        pl.proxy_port[0] = rule.r.rpool.proxy_port[0]
+        pl.proxy_port[1] = rule.r.rpool.proxy_port[1]
+        if pl.n:
+            memcpy(&pl.counter, &pl.a[0].addr, sizeof(pf_addr))
+        return pl
 
     cdef bint run_member(self, cf_ruleset *crs, uint32_t i, uint32_t head, int key):
         """Rule i can join the run that starts at head (keyed on key): an exact, positive host
@@ -1479,6 +1752,9 @@ cdef void set_mask(pf_addr *m, int plen) noexcept nogil:
             plen = 0
 
 
+cdef uint32_t gen_serial = 0     # compiled generations so far (cf_gen.serial)
+
+
 cdef class Filter:
     """pf_test for one Datapath over one PfCore: attach() installs the hook, close() removes it."""
 
@@ -1530,11 +1806,13 @@ cdef class Filter:
 
     # -- compile and swap --------------------------------------------------------------------
     def _on_commit(self, ruleset, rs_num):
-        if rs_num == PF_RULESET_FILTER and not self.closing:
+        if rs_num in (PF_RULESET_FILTER, PF_RULESET_NAT, PF_RULESET_BINAT, PF_RULESET_RDR) and \
+                not self.closing:
             self.recompile()
 
     def recompile(self):
-        """Compile the active filter rulesets (main and every anchor it reaches) and swap."""
+        """Compile the active filter and translation rulesets (main and every anchor they
+        reach) and swap."""
         cdef _Gen gen = _Gen()
         cdef _Compiler c = _Compiler()
         cdef pf_state_table *t = self.e.t
@@ -1547,7 +1825,15 @@ cdef class Filter:
         gen.g.commit_time = pf_uptime()
         c.fold = []
         c.runs = []
-        gen.g.main = c.ruleset(self.core.rulesets.main)
+        main = self.core.rulesets.main
+        gen.g.main = c.ruleset(main)
+        gen.g.nat = c.ruleset(main, PF_RULESET_NAT)
+        gen.g.binat = c.ruleset(main, PF_RULESET_BINAT)
+        gen.g.binat_in = c.ruleset(main, PF_RULESET_BINAT, 1)
+        gen.g.rdr = c.ruleset(main, PF_RULESET_RDR)
+        global gen_serial
+        gen_serial += 1
+        gen.g.serial = gen_serial
         fold_arrays(gen, c.fold, c.runs)
         cdef cf_gen *old = self.e.gen
         with nogil:
@@ -1558,7 +1844,9 @@ cdef class Filter:
             hook_evals(gen.g)
             pthread_mutex_unlock(&t.lock)
         self.gen = gen              # the previous generation is freed here, unreferenced
-        log.debug("filter rules compiled: %d; indexed runs: %d (%d rules)", gen.g.nrules, gen.g.nruns,
+        log.debug("rules compiled: %d (filter %d, nat %d, binat %d, rdr %d in the main ruleset); "
+                  "indexed runs: %d (%d rules)", gen.g.nrules, gen.g.main.n, gen.g.nat.n,
+                  gen.g.binat.n, gen.g.rdr.n, gen.g.nruns,
                   sum(gen.g.runs[k].n for k in range(gen.g.nruns)))
 
     def unhook(self):

@@ -303,10 +303,40 @@ cdef extern from "net/pfvar.h" nogil:
         void *tqh_first
         void *tqh_last
 
+    # key8/key16/key32 are the header's macros for pfk.key8... (the anonymous-union idiom)
+    struct pf_poolhashkey:
+        uint8_t key8[16]
+        uint16_t key16[8]
+        uint32_t key32[4]
+
     struct pf_pool:
         pf_palist list
         void *cur
+        pf_poolhashkey key
         pf_addr counter
+        int tblidx
+        uint16_t proxy_port[2]
+        uint8_t opts
+
+    # translation (nat / binat / rdr and their "no" forms) and address pools
+    enum:
+        PF_NAT
+        PF_NONAT
+        PF_BINAT
+        PF_NOBINAT
+        PF_RDR
+        PF_NORDR
+        PF_RULESET_FILTER
+        PF_RULESET_NAT
+        PF_RULESET_BINAT
+        PF_RULESET_RDR
+        PF_POOL_NONE
+        PF_POOL_BITMASK
+        PF_POOL_RANDOM
+        PF_POOL_SRCHASH
+        PF_POOL_ROUNDROBIN
+        PF_POOL_TYPEMASK
+        PF_POOL_STICKYADDR
 
     union pf_rule_ptr:
         void *ptr

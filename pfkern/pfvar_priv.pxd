@@ -114,6 +114,9 @@ cdef struct pf_kstate:
     uint8_t log
     uint8_t timeout               # PFTM_* index (PFTM_PURGE: expire now)
     uint16_t tag                  # the rule's tag, given to every packet of the state
+    uint8_t nat_rs                # PF_RULESET_* of nat_rule (the number alone is ambiguous)
+    uint32_t gen                  # the datapath generation nat_r belongs to (pf_test's cf_gen)
+    void *nat_r                   # struct pf_rule * of the translation rule, while gen is current
 
 
 # --- source nodes (FreeBSD pf_src_node) ------------------------------------------------------
