@@ -52,6 +52,7 @@ from pfkern.pf_state cimport (pf_uptime, pf_state_key_fill, pf_state_alloc, pf_s
 from pfkern.pf_rule cimport Rule, pf_rule_addr
 from pfkern.pf_table cimport KTable, pfr_dp, pfr_match_addr, pfr_dp_update_stats
 from pfkern.pf_rule cimport PoolAddr
+from pfkern.pf_log cimport pflog_rule
 from pfkern.pf_nat cimport (cf_pool, cf_pooladdr, NP_ADDR, NP_NONE, nat_get_sport, nat_map_addr,
                             nat_poolmask, nat_rewrite, nat_rewrite_icmp_error)
 from pfkern.pf cimport PfCore
@@ -957,6 +958,10 @@ cdef int test_rule(pf_engine *e, pdesc *pd, cf_cold **rm, cf_cold **am, pf_kstat
     am[0] = c.am
     reason_set(e, reason, PFRES_MATCH)
     r = <pf_rule *>c.rm.r if c.rm != NULL else <pf_rule *>e.default_rule
+    if r.log or (nr != NULL and (<pf_rule *>nr.r).log):
+        # the packet as translated, before a block's answer undoes the translation
+        pflog_rule(pd.p, pd.dir, PFRES_MATCH, pd.ifp.name, r if r.log else <pf_rule *>nr.r,
+                   <pf_rule *>c.am.r if c.am != NULL else NULL, NULL)
     if r.action == PF_DROP:
         if not fragment and r.rule_flag & (PFRULE_RETURNRST | PFRULE_RETURNICMP | PFRULE_RETURN):
             if nr != NULL:
@@ -1206,6 +1211,14 @@ cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *rea
         rm = state_rule(e, s, &am)
         if s.tag:
             p.pf_tag = s.tag
+        if s.log & PF_LOG_ALL:
+            # "log (all)": every packet of the state, under its translation rule if that logs all
+            if s.nat_r != NULL and e.gen != NULL and s.gen == e.gen.serial and \
+                    (<pf_rule *>s.nat_r).log & PF_LOG_ALL:
+                pflog_rule(p, dir, PFRES_MATCH, ifp.name, <pf_rule *>s.nat_r, NULL, NULL)
+            elif rm != NULL:
+                pflog_rule(p, dir, PFRES_MATCH, ifp.name, <pf_rule *>rm.r,
+                           <pf_rule *>am.r if am != NULL else NULL, NULL)
     r = <pf_rule *>rm.r if rm != NULL else <pf_rule *>e.default_rule
     a = <pf_rule *>am.r if am != NULL else NULL
 

@@ -26,8 +26,9 @@ def parse_args(argv):
     p.add_argument("--group", default=None, help="group owning the device node")
     p.add_argument("--demo", action="store_true",
                    help="once serving, run the demo client against the device and keep serving")
-    from pfkern import pf_config
+    from pfkern import pf_config, pf_log
     pf_config.add_arguments(p)
+    pf_log.add_arguments(p)
     args = p.parse_args(argv)
     try:
         args.perm = int(args.perm, 8)
@@ -52,17 +53,35 @@ def build_dispatcher():
     return Dispatcher(core)
 
 
+def start_pflog(args, default_fifo=None):
+    """Open the pflog units the flags ask for (docs/pflog.md); [] when none."""
+    from pfkern import pf_log
+    units = pf_log.from_config(args, default_fifo=default_fifo)
+    for unit in units:
+        unit.open()
+        log.info("pflog%d: %s", unit.unit, ", ".join(x for x in (unit.path, unit.fifo) if x))
+    return units
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
     from cuse.front import DeviceBusy, serve
 
     from pfkern import pf_config
+    from pfkern import pf_log
     dispatcher = build_dispatcher()
+    try:
+        pflogs = start_pflog(args, pf_log.DEFAULT_FIFO)
+    except (pf_log.PflogError, OSError) as exc:
+        log.error("pflog: %s", exc)
+        return 1
     try:
         datapath = pf_config.start_datapath(args, dispatcher.core)
     except (pf_config.ConfigError, OSError) as exc:
         log.error("datapath: %s", exc)
+        for unit in pflogs:
+            unit.close()
         return 1
     demo = []
 
@@ -87,6 +106,8 @@ def main(argv=None):
             proc.wait()
         if datapath is not None:
             datapath.stop()
+        for unit in pflogs:
+            unit.close()
     log.info("stopped")
     return 0
 

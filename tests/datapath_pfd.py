@@ -38,10 +38,12 @@ def main(argv=None):
     p.add_argument("--stats-file", help="on request (PATH.req created) write the engine's statistics "
                                         "and pf counters of every interface there as JSON")
     pf_config.add_arguments(p)
+    __import__("pfkern.pf_log", fromlist=["x"]).add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, args.log_level.upper()),
                         format=pfd.LOG_FORMAT)
     dispatcher = None if args.no_device else pfd.build_dispatcher()
+    pflogs = pfd.start_pflog(args)          # no FIFO unless asked: tests run many pfds at once
     handle = pf_config.start_datapath(args, dispatcher.core if dispatcher else None)
     if args.stats_file and handle:
         threading.Thread(target=stats_server, args=(handle, args.stats_file), daemon=True).start()
@@ -60,6 +62,8 @@ def main(argv=None):
     finally:
         if handle:
             handle.stop()
+        for unit in pflogs:
+            unit.close()
     return 0
 
 
