@@ -14,6 +14,8 @@ cdef class PfCore:
     cdef public object rulesets       # pf_ruleset.Rulesets (anchors, rulesets, transactions)
     cdef public object tables         # pf_table.Tables (radix tables)
     cdef public object osfp           # pf_osfp.Fingerprints
+    cdef public object lock           # threading.RLock: one control-plane change at a time (ioctls,
+                                      # the engine's overload inserts)
 
     cdef void fill_status(self, pf_status *out)
     cdef void update_if_status(self, pf_status *out)

@@ -6,6 +6,7 @@ Operations raise pfkern.errors exceptions; pf_ioctl turns them into errnos.
 """
 import os
 import struct
+import threading
 import time
 
 from libc.string cimport memset, memcpy, strncpy
@@ -32,6 +33,7 @@ def random_hostid():
 
 cdef class PfCore:
     def __init__(self, interfaces=None):
+        self.lock = threading.RLock()
         memset(&self.status, 0, sizeof(self.status))
         self.status.debug = PF_DEBUG_URGENT
         self.status.hostid = random_hostid()

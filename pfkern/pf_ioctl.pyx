@@ -456,7 +456,8 @@ class Dispatcher:
                 check_readonly(entry, buf)
             if entry is None or entry.handler is None:
                 raise NoDevice("unknown command")
-            entry.handler(self, ctx, buf, mem)
+            with self.core.lock:
+                entry.handler(self, ctx, buf, mem)
         except PfError as exc:
             if self._trace:
                 log.debug("ioctl %s (0x%08x) -> %s", entry.name if entry else "?", cmd,

@@ -95,6 +95,7 @@ ctypedef struct cf_cold:
     cf_run *run                 # cf_rule.run: the run and this rule's place in it
     uint32_t run_pos
     cf_pool *pool               # translation rules: the compiled rpool
+    uint32_t overload1          # overload <table>: index + 1 into the generation's tables
 
 # An indexed run: consecutive rules of one ruleset that differ (as far as the walk up to the key
 # address sees) only in one exact host address, all distinct — "block to 10.0.0.1", "block to
@@ -144,6 +145,20 @@ ctypedef struct cf_gen:
     cf_run **runs
     uint32_t nruns
 
+# A source that broke max-src-conn(-rate) on a rule with `overload <table>`: the engine queues
+# it; the purge thread adds it to the table (a control-plane change) and flushes its states.
+cdef enum:
+    CF_OVERLOAD_Q = 64
+
+ctypedef struct cf_overload:
+    uint32_t serial             # cf_gen.serial of the rule
+    uint32_t idx                # cf_cold.overload1 - 1
+    uint32_t rule               # the rule's number (flush without PF_FLUSH_GLOBAL)
+    uint8_t af
+    uint8_t dir                 # the overloading state's direction
+    uint8_t flush               # PF_FLUSH / PF_FLUSH_GLOBAL
+    pf_addr addr
+
 # Everything pf_test needs, reachable from C.
 ctypedef struct pf_engine:
     pf_state_table *t           # core.states' table; t.lock is the engine's lock too
@@ -161,6 +176,9 @@ ctypedef struct pf_engine:
     uint8_t ret_type
     uint8_t ret_code
     uint8_t ret_ttl
+    int wakefd                  # the purge thread's eventfd (overload work), -1 before attach
+    int novl
+    cf_overload ovl[CF_OVERLOAD_Q]
 
 # The hook pf_tap calls (tap_engine.pf_test, with pf_ctx = the pf_engine).
 cdef int pf_test_hook(void *ctx, int dir, tap_if *ifp, tap_pkt *pkt) noexcept nogil

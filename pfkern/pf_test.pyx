@@ -43,14 +43,18 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr
 
 from pfkern.pfvar cimport *   # the header's types and constants
 from pfkern.pfvar_priv cimport (pf_state_table, pf_state_key_cmp, pf_kstate, pf_kstate_peer,
+                                pf_ksrc_node,
                                 pf_match_addr, pf_match_port, pf_match, pthread_mutex_lock,
                                 pthread_mutex_unlock, ntohs, htons, ntohl, htonl, AF_INET,
                                 AF_INET6, PF_NO_RULE, PF_SK_WIRE, PF_SK_STACK, PF_OP_EQ, PF_OP_NE)
+from pfkern.pf_state cimport (pf_find_src_node, pf_src_node_alloc, pf_src_node_link,
+                              pf_unlink_src_node)
 from pfkern.pf_state cimport (pf_uptime, pf_state_key_fill, pf_state_alloc, pf_state_release,
                               pf_state_insert, pf_unlink_state, pf_find_state, pf_state_expires,
                               StateTable)
 from pfkern.pf_rule cimport Rule, pf_rule_addr
-from pfkern.pf_table cimport KTable, pfr_dp, pfr_match_addr, pfr_dp_update_stats
+from pfkern.pf_table cimport KTable, Tables, pfr_dp, pfr_match_addr, pfr_dp_update_stats
+from pfkern.pf_util cimport put_cstr
 from pfkern.pf_rule cimport PoolAddr
 from pfkern.pf_log cimport pflog_rule
 from pfkern.pf_nat cimport (cf_pool, cf_pooladdr, NP_ADDR, NP_NONE, nat_get_sport, nat_map_addr,
@@ -597,6 +601,10 @@ cdef int tcp_track_full(pf_engine *e, pf_kstate_peer *src, pf_kstate_peer *dst, 
         if flags & TH_ACK:
             if dst.state == TCPS_SYN_SENT:
                 dst.state = TCPS_ESTABLISHED
+                if src.state == TCPS_ESTABLISHED and st.src_node != NULL and \
+                        src_connlimit(e, st, now):
+                    reason_set(e, reason, PFRES_SRCLIMIT)
+                    return PF_DROP
             elif dst.state == TCPS_CLOSING:
                 dst.state = TCPS_FIN_WAIT_2
         if flags & TH_RST:
@@ -843,6 +851,103 @@ cdef inline int strncmp_(const char *a, const char *b, size_t n) noexcept nogil:
     return 0
 
 
+# ---- source tracking (pf_insert_src_node, pf_src_connlimit) -------------------------------------
+cdef int insert_src_node(pf_engine *e, pf_ksrc_node **snp, pf_rule *r, const pf_addr *src,
+                         uint8_t af, uint32_t now) noexcept nogil:
+    """The source node of src for rule r (per rule with "source-track rule" or a sticky pool,
+    else shared: key PF_NO_RULE), created within max-src-nodes; -1 at a limit (max-src-nodes,
+    max-src-states, the src-nodes limit)."""
+    cdef bint per_rule = (r.rule_flag & PFRULE_RULESRCTRACK) or (r.rpool.opts & PF_POOL_STICKYADDR)
+    cdef uint32_t key = r.nr if per_rule else PF_NO_RULE
+    cdef pf_addr a
+    cdef pf_ksrc_node *sn
+    memset(&a, 0, sizeof(a))
+    memcpy(&a, src, 4 if af == AF_INET else 16)
+    sn = pf_find_src_node(e.t, af, &a, key)
+    if sn == NULL:
+        if r.max_src_nodes and r.u_src_nodes >= r.max_src_nodes:
+            e.status.lcounters[LCNT_SRCNODES] += 1
+            return -1
+        sn = pf_src_node_alloc(e.t)
+        if sn == NULL:
+            return -1
+        sn.af = af
+        sn.addr = a
+        sn.rule = key
+        sn.creation = now
+        sn.ruletype = r.action
+        sn.conn_rate.limit = r.max_src_conn_rate.limit * PF_THRESHOLD_MULT
+        sn.conn_rate.seconds = r.max_src_conn_rate.seconds
+        sn.conn_rate.last = now
+        if per_rule:
+            sn.r = r
+            sn.gen = e.gen.serial
+            r.u_src_nodes += 1
+        pf_src_node_link(e.t, sn)
+    elif r.max_src_states and sn.states >= r.max_src_states:
+        e.status.lcounters[LCNT_SRCSTATES] += 1
+        return -1
+    snp[0] = sn
+    return 0
+
+cdef void drop_src_node(pf_engine *e, pf_ksrc_node *sn) noexcept nogil:
+    """Undo a node insert_src_node made for a state that was not created."""
+    if sn == NULL or sn.states or sn.expire:
+        return
+    if sn.r != NULL and e.gen != NULL and sn.gen == e.gen.serial and (<pf_rule *>sn.r).u_src_nodes:
+        (<pf_rule *>sn.r).u_src_nodes -= 1
+    pf_unlink_src_node(e.t, sn)
+
+cdef bint src_connlimit(pf_engine *e, pf_kstate *st, uint32_t now) noexcept nogil:
+    """pf_src_connlimit: one more established connection from the state's source; over
+    max-src-conn or max-src-conn-rate the state is killed (and the source queued for its rule's
+    overload table). True = drop the packet."""
+    cdef pf_ksrc_node *sn = st.src_node
+    cdef cf_cold *a
+    cdef cf_cold *rc = state_rule(e, st, &a)
+    cdef pf_rule *r
+    cdef uint32_t diff
+    cdef int bad = 0
+    cdef cf_overload *o
+    cdef uint64_t one = 1
+    sn.conn += 1
+    st.src.tcp_est = 1
+    # pf_add_threshold: the count decays linearly over `seconds`
+    diff = now - sn.conn_rate.last
+    if sn.conn_rate.seconds == 0 or diff >= sn.conn_rate.seconds:
+        sn.conn_rate.count = 0
+    else:
+        sn.conn_rate.count -= <uint32_t>(<uint64_t>sn.conn_rate.count * diff / sn.conn_rate.seconds)
+    sn.conn_rate.count += PF_THRESHOLD_MULT
+    sn.conn_rate.last = now
+    if rc == NULL:
+        return False                # its rule is gone: no limits to apply
+    r = <pf_rule *>rc.r
+    if r.max_src_conn and r.max_src_conn < sn.conn:
+        e.status.lcounters[LCNT_SRCCONN] += 1
+        bad += 1
+    if r.max_src_conn_rate.limit and sn.conn_rate.limit and sn.conn_rate.count > sn.conn_rate.limit:
+        e.status.lcounters[LCNT_SRCCONNRATE] += 1
+        bad += 1
+    if not bad:
+        return False
+    st.timeout = PFTM_PURGE
+    st.src.state = st.dst.state = TCPS_CLOSED
+    if rc.overload1 and e.novl < CF_OVERLOAD_Q:
+        o = &e.ovl[e.novl]
+        e.novl += 1
+        o.serial = e.gen.serial
+        o.idx = rc.overload1 - 1
+        o.rule = st.rule
+        o.af = sn.af
+        o.dir = st.direction
+        o.flush = r.flush
+        o.addr = sn.addr
+        if e.wakefd >= 0:
+            write(e.wakefd, &one, 8)
+    return True
+
+
 cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc *pd,
                       const pf_state_key_cmp *wire, const pf_state_key_cmp *stack, pf_kstate **sm,
                       int *reason, uint32_t now) noexcept nogil:
@@ -855,13 +960,30 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc
     cdef uint8_t *th
     cdef uint32_t win
     cdef char ifname[16]
+    cdef pf_ksrc_node *sn = NULL
+    cdef pf_ksrc_node *nsn = NULL
     if r.max_states and r.u_states_cur >= r.max_states:
         e.status.lcounters[LCNT_STATES] += 1
         reason_set(e, reason, PFRES_MAXSTATES)
         return PF_DROP
+    # source nodes: the filter rule's (source tracking, sticky pool) on the packet's source as
+    # it is now, the translation rule's (sticky pool) on the original source
+    if ((r.rule_flag & PFRULE_SRCTRACK) or (r.rpool.opts & PF_POOL_STICKYADDR)) and \
+            insert_src_node(e, &sn, r, pd.src, pd.af, now) != 0:
+        reason_set(e, reason, PFRES_SRCLIMIT)
+        drop_src_node(e, sn)
+        return PF_DROP
+    if n != NULL and (n.rpool.opts & PF_POOL_STICKYADDR) and insert_src_node(
+            e, &nsn, n, &wire.addr[0] if pd.dir == PF_IN else &stack.addr[1], pd.af, now) != 0:
+        reason_set(e, reason, PFRES_SRCLIMIT)
+        drop_src_node(e, sn)
+        drop_src_node(e, nsn)
+        return PF_DROP
     st = pf_state_alloc(e.t)
     if st == NULL:
         reason_set(e, reason, PFRES_MEMORY)
+        drop_src_node(e, sn)
+        drop_src_node(e, nsn)
         return PF_DROP
     st.rule = r.nr
     st.anchor = a.nr if a != NULL else PF_NO_RULE
@@ -919,7 +1041,19 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc
     if pf_state_insert(e.t, ifname, wire, stack, st) != 0:
         pf_state_release(e.t, st)
         reason_set(e, reason, PFRES_STATEINS)
+        drop_src_node(e, sn)
+        drop_src_node(e, nsn)
         return PF_DROP
+    if sn != NULL:
+        st.src_node = sn
+        sn.states += 1
+        sn.expire = 0
+    if nsn != NULL:
+        st.nat_src_node = nsn
+        nsn.states += 1
+        nsn.expire = 0
+        # sticky-address: later connections from this source get the same translated address
+        memcpy(&nsn.raddr, &wire.addr[1] if pd.dir == PF_OUT else &stack.addr[1], sizeof(pf_addr))
     r.u_states_cur += 1
     r.u_states_tot += 1
     if n != NULL:
@@ -1299,6 +1433,8 @@ cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
     cdef cf_cold *a
     cdef unsigned int n = 0
     cdef uint32_t now
+    cdef pf_ksrc_node *sn
+    cdef pf_ksrc_node *snext
     pthread_mutex_lock(&t.lock)
     now = pf_uptime()
     st = t.ahead
@@ -1308,6 +1444,15 @@ cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
             state_unlink(e, st)
             n += 1
         st = nxt
+    sn = t.shead
+    while sn != NULL:
+        snext = sn.anext
+        if sn.states == 0 and sn.expire <= now:
+            if sn.r != NULL and e.gen != NULL and sn.gen == e.gen.serial and \
+                    (<pf_rule *>sn.r).u_src_nodes:
+                (<pf_rule *>sn.r).u_src_nodes -= 1
+            pf_unlink_src_node(t, sn)
+        sn = snext
     if e.gen != NULL:
         zero_states_cur(e.gen.main, 0)
         zero_states_cur(e.gen.nat, 0)
@@ -1347,12 +1492,14 @@ cdef class _Gen:
     cdef cf_gen *g
     cdef list rules             # Rule objects whose .r the arrays point at
     cdef list tables            # KTable objects whose pfr_dp the arrays point at
+    cdef readonly list overload # KTable of each rule's `overload <table>` (cf_cold.overload1)
     cdef list blocks            # malloc'd blocks (as integers) to free
 
     def __cinit__(self):
         self.g = NULL
         self.rules = []
         self.tables = []
+        self.overload = []
         self.blocks = []
 
     cdef void *alloc(self, size_t size) except NULL:
@@ -1514,6 +1661,9 @@ cdef class _Compiler:
                             or r.prob or r.match_tag or r.os_fingerprint) else 0
             cr.quick = r.quick
             cr.tag = r.tag
+            if rule.overload_table is not None and not variant:
+                self.gen.overload.append(rule.overload_table)
+                cc.overload1 = len(self.gen.overload)
             if translation:
                 cr.type = cr.code = cr.tos = cr.flags = cr.flagset = 0
                 cr.slow = 1 if (r.match_tag or r.os_fingerprint) else 0
@@ -1781,6 +1931,7 @@ cdef class Filter:
         (<pf_rule *>self.e.default_rule).action = PF_PASS
         (<pf_rule *>self.e.default_rule).nr = <uint32_t>-1
         self.wakefd = -1
+        self.e.wakefd = -1
 
     def __init__(self, PfCore core, datapath=None):
         cdef StateTable states = core.states
@@ -1891,6 +2042,7 @@ cdef class Filter:
         dp.e.pf_ctx = <void *>self.e
         dp.e.pf_test = pf_test_hook
         self.wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
+        self.e.wakefd = self.wakefd
         self.purger = threading.Thread(target=self._purge_loop, name="pf-purge", daemon=True)
         self.purger.start()
 
@@ -1911,6 +2063,66 @@ cdef class Filter:
         """One purge pass now; returns the number of states removed."""
         return purge_expired(self.e)
 
+    def overload(self):
+        """pf_overload_task: add the sources the engine queued to their rules' overload tables
+        and, with `flush`, kill their states (all of them with `flush global`, else those of the
+        same rule). Runs on the purge thread, one control-plane change under core.lock."""
+        cdef pf_state_table *t = self.e.t
+        cdef cf_overload q[CF_OVERLOAD_Q]
+        cdef int i, n
+        cdef pfr_table tbl
+        cdef pfr_addr ad
+        cdef _Gen gen = self.gen
+        cdef pf_kstate *st
+        cdef pf_state_key_cmp *sk
+        with nogil:
+            pthread_mutex_lock(&t.lock)
+            n = self.e.novl
+            memcpy(q, self.e.ovl, sizeof(cf_overload) * n)
+            self.e.novl = 0
+            pthread_mutex_unlock(&t.lock)
+        if n == 0 or gen is None:
+            return 0
+        tables = self.core.tables
+        with self.core.lock:
+            for i in range(n):
+                if q[i].serial != gen.g.serial or q[i].idx >= <uint32_t>len(gen.overload):
+                    continue                # the rule was replaced meanwhile
+                kt = gen.overload[q[i].idx]
+                memset(&tbl, 0, sizeof(tbl))
+                memset(&ad, 0, sizeof(ad))
+                put_cstr(tbl.pfrt_anchor, sizeof(tbl.pfrt_anchor), kt.anchor)
+                put_cstr(tbl.pfrt_name, sizeof(tbl.pfrt_name), kt.name)
+                ad.pfra_af = AF_INET if q[i].af == AF_INET else AF_INET6_BSD
+                ad.pfra_net = 32 if q[i].af == AF_INET else 128
+                memcpy(&ad.pfra_ip6addr, &q[i].addr, 4 if q[i].af == AF_INET else 16)
+                try:
+                    (<Tables>tables).add_addrs(&tbl, &ad, 1, 0)
+                    tables.sync()
+                except Exception as exc:
+                    log.warning("overload table <%s>: %s", kt.name, exc)
+                with nogil:
+                    pthread_mutex_lock(&t.lock)
+                    self.e.status.lcounters[LCNT_OVERLOAD_TABLE] += 1
+                    pthread_mutex_unlock(&t.lock)
+                if not q[i].flush & PF_FLUSH:
+                    continue
+                with nogil:
+                    pthread_mutex_lock(&t.lock)
+                    self.e.status.lcounters[LCNT_OVERLOAD_FLUSH] += 1
+                    st = t.ahead
+                    while st != NULL:
+                        sk = &st.key[PF_SK_WIRE].k
+                        if sk.af == q[i].af and (
+                                (q[i].dir == PF_OUT and addr_eq(&q[i].addr, &sk.addr[1], sk.af)) or
+                                (q[i].dir == PF_IN and addr_eq(&q[i].addr, &sk.addr[0], sk.af))) and (
+                                q[i].flush & PF_FLUSH_GLOBAL or st.rule == q[i].rule):
+                            st.timeout = PFTM_PURGE
+                            st.src.state = st.dst.state = TCPS_CLOSED
+                        st = st.anext
+                    pthread_mutex_unlock(&t.lock)
+        return n
+
     def _purge_loop(self):
         cdef pollfd pfd
         cdef uint64_t v
@@ -1921,8 +2133,14 @@ cdef class Filter:
         while not self.closing:
             with nogil:
                 rc = poll(&pfd, 1, 1000)
+                if rc > 0:
+                    read(self.wakefd, &v, 8)
             if self.closing:
                 break
+            try:
+                self.overload()
+            except Exception:
+                log.exception("overload table")
             try:
                 self.refresh_skip()
             except Exception:

@@ -71,6 +71,18 @@ cdef extern from "net/pfvar.h" nogil:
         PF_LOG_ALL
         PFRULE_RETURNRST
         PFRULE_FRAGMENT
+        PFRULE_SRCTRACK
+        PFRULE_RULESRCTRACK
+        PF_FLUSH
+        PF_FLUSH_GLOBAL
+        PF_THRESHOLD_MULT
+        PFRES_SRCLIMIT
+        LCNT_SRCSTATES
+        LCNT_SRCNODES
+        LCNT_SRCCONN
+        LCNT_SRCCONNRATE
+        LCNT_OVERLOAD_TABLE
+        LCNT_OVERLOAD_FLUSH
         PFRULE_RETURNICMP
         PFRULE_RETURN
         PFRULE_IFBOUND
@@ -350,6 +362,10 @@ cdef extern from "net/pfvar.h" nogil:
         uint32_t gid[2]
         uint8_t op
 
+    struct pf_rule_max_src_conn_rate:
+        uint32_t limit
+        uint32_t seconds
+
     struct pf_rule:
         pf_rule_addr src
         pf_rule_addr dst
@@ -410,6 +426,11 @@ cdef extern from "net/pfvar.h" nogil:
         uint64_t u_states_tot
         uint64_t u_src_nodes
         uint32_t max_states
+        uint32_t max_src_nodes
+        uint32_t max_src_states
+        uint32_t max_src_conn
+        pf_rule_max_src_conn_rate max_src_conn_rate
+        uint8_t flush
         uint16_t return_icmp6
         uint8_t return_ttl
         uint8_t prio

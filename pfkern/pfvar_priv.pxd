@@ -140,6 +140,8 @@ cdef struct pf_ksrc_node:
     uint8_t af
     uint8_t ruletype
     uint8_t killed                # marked by DIOCKILLSRCNODES before states let go of it
+    uint32_t gen                  # the datapath generation r belongs to (pf_test's cf_gen)
+    void *r                       # struct pf_rule * whose src_nodes count this node is in
 
 
 # --- the table -------------------------------------------------------------------------------

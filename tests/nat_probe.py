@@ -144,6 +144,61 @@ def tcp_line(host, port):
     out({"reply": s.recv(1000).decode().strip()})
 
 
+def echo_threads(addr, port):
+    """TCP echo, a thread per connection (for connection bursts)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((addr, int(port)))
+    srv.listen(64)
+    out({"listening": True})
+
+    def serve(c):
+        c.settimeout(60)
+        try:
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError:
+            pass
+        c.close()
+
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def tcp_burst(host, port, n, src="", timeout=1.0):
+    """n connections, one after another, all kept open: for each, did it connect and did one
+    line come back ("ok" / "timeout" / ...); then the first connection tries a second line."""
+    socks, results = [], []
+    for i in range(int(n)):
+        s = socket.socket()
+        s.settimeout(float(timeout))
+        if src:
+            s.bind((src, 0))
+        try:
+            s.connect((host, int(port)))
+            s.sendall(b"hello\n")
+            results.append("ok" if s.recv(100) == b"hello\n" else "garbled")
+        except socket.timeout:
+            results.append("timeout")
+        except OSError as e:
+            results.append(f"error {e.errno}")
+        socks.append(s)
+    again = "none"
+    if socks:
+        try:
+            socks[0].sendall(b"again\n")
+            again = "ok" if socks[0].recv(100) == b"again\n" else "garbled"
+        except socket.timeout:
+            again = "timeout"
+        except OSError as e:
+            again = f"error {e.errno}"
+    out({"results": results, "first_again": again})
+
+
 if __name__ == "__main__":
     cmd, *argv = sys.argv[1:]
     globals()[cmd](*argv)

@@ -1,0 +1,107 @@
+"""Source tracking under connection bursts (pf_insert_src_node, pf_src_connlimit, the overload
+task): max-src-states, max-src-nodes, max-src-conn with `overload <table> flush global`, read
+back through DIOCGETSTATUS's limit counters, DIOCGETSRCNODES and the overload table."""
+import os
+
+import pytest
+
+from filter_net import AF_INET, PF_DROP, PF_IN, PF_PASS, TCP, FilterNet, rule
+from pfkern.client import DIOCCLRSRCNODES, DIOCCLRSTATES, pfioc_src_node_kill, pfioc_state_kill
+from tables_util import TableClient, addr_text, table
+from test_nat import SPAWNED, nprobe, nspawn
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+                                reason="needs root and /dev/net/tun")
+
+PORT = 5440
+PFRULE_SRCTRACK, PFRULE_RULESRCTRACK = 0x0020, 0x0040
+PF_FLUSH, PF_FLUSH_GLOBAL = 0x01, 0x02
+LCNT_SRCSTATES, LCNT_SRCNODES, LCNT_SRCCONN, LCNT_SRCCONNRATE = 1, 2, 3, 4
+LCNT_OVERLOAD_TABLE, LCNT_OVERLOAD_FLUSH = 5, 6
+PFRES_SRCLIMIT = 13
+
+
+@pytest.fixture(scope="module")
+def net():
+    t = FilterNet(tag="s", net=90, v6=False).start()
+    try:
+        t.dev.start()
+        nspawn(t, t.b, "echo_threads", t.b.ip4, PORT)
+        SPAWNED.clear()                     # the server stays for the module
+        for extra in (3, 4, 5):
+            t.ns(t.a, "ip", "addr", "add", f"10.90.1.{extra}/24", "dev", t.a.tap)
+        yield t
+        assert t.alive(), "pfd died:\n" + t.output()
+    finally:
+        t.close()
+
+
+@pytest.fixture
+def f(net):
+    yield net
+    while SPAWNED:
+        p = SPAWNED.pop()
+        p.kill()
+        p.wait()
+    net.flush()
+    net.dev.ioctl(DIOCCLRSTATES, pfioc_state_kill())
+    net.dev.ioctl(DIOCCLRSRCNODES)
+
+
+def tracked(**kw):
+    return rule(PF_PASS, af=AF_INET, proto=TCP, direction=PF_IN, ifname=kw.pop("ifname"), dport=PORT,
+                rule_flag=PFRULE_SRCTRACK | PFRULE_RULESRCTRACK, **kw)
+
+
+def lcounters(f):
+    return list(f.status().lcounters)
+
+
+def test_max_src_states(f):
+    f.load([rule(PF_PASS, keep_state=0, no_flags=1), tracked(ifname=f.a.tap, max_src_states=3)])
+    before = lcounters(f)
+    res = nprobe(f, f.a, "tcp_burst", f.b.ip4, PORT, 5)
+    assert res["results"] == ["ok"] * 3 + ["timeout"] * 2, res
+    after = lcounters(f)
+    assert after[LCNT_SRCSTATES] - before[LCNT_SRCSTATES] >= 2
+    nodes = f.dev.get_src_nodes()
+    mine = [n for n in nodes if bytes(n.addr)[:4] == bytes(map(int, f.a.ip4.split(".")))]
+    assert len(mine) == 1 and mine[0].states == 3, [(n.states, n.conn) for n in nodes]
+    assert f.rules()[1].u_src_nodes == 1
+
+
+def test_max_src_nodes(f):
+    f.load([rule(PF_PASS, keep_state=0, no_flags=1), tracked(ifname=f.a.tap, max_src_nodes=2)])
+    before = lcounters(f)
+    got = [nprobe(f, f.a, "tcp_burst", f.b.ip4, PORT, 1, src)["results"][0]
+           for src in ("10.90.1.3", "10.90.1.4", "10.90.1.5")]
+    assert got == ["ok", "ok", "timeout"], got
+    assert lcounters(f)[LCNT_SRCNODES] - before[LCNT_SRCNODES] >= 1
+    assert len(f.dev.get_src_nodes()) == 2
+
+
+def test_max_src_conn_overload_flush_global(f):
+    """The third established connection breaks max-src-conn 2: it is killed, the source goes
+    into <bad> and, with flush global, its other states go too; <bad> blocks what follows."""
+    tc = TableClient(f.dev)
+    tc.add_tables(table("bad", flags=0x1))                  # persist
+    try:
+        block = rule(PF_DROP, af=AF_INET, direction=PF_IN, quick=1, src="<bad>")
+        pass_ = tracked(ifname=f.a.tap, max_src_conn=2, overload_tblname=b"bad",
+                        flush=PF_FLUSH | PF_FLUSH_GLOBAL)
+        f.load([rule(PF_PASS, keep_state=0, no_flags=1), block, pass_])
+        before = lcounters(f)
+        res = nprobe(f, f.a, "tcp_burst", f.b.ip4, PORT, 4)
+        assert res["results"][:2] == ["ok", "ok"] and "ok" not in res["results"][2:], res
+        assert res["first_again"] != "ok", res          # flushed with the rest of the source
+        after = lcounters(f)
+        assert after[LCNT_SRCCONN] - before[LCNT_SRCCONN] >= 1
+        assert after[LCNT_OVERLOAD_TABLE] - before[LCNT_OVERLOAD_TABLE] >= 1
+        assert after[LCNT_OVERLOAD_FLUSH] - before[LCNT_OVERLOAD_FLUSH] >= 1
+        assert [addr_text(a) for a in tc.addrs(table("bad"))] == [f.a.ip4]
+        # another source is not in the table and still gets through
+        assert nprobe(f, f.a, "tcp_burst", f.b.ip4, PORT, 1, "10.90.1.3")["results"] == ["ok"]
+        assert f.rules()[1].packets[0] > 0                # the block rule saw the overloaded source
+    finally:
+        f.flush()
+        tc.del_tables(table("bad"))
