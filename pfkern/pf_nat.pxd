@@ -41,9 +41,10 @@ cdef void nat_poolmask(pf_addr *naddr, const pf_addr *raddr, const pf_addr *rmas
                        const pf_addr *saddr, uint8_t af) noexcept nogil
 
 # pf_map_addr: the pool's address for a connection from saddr; 0 = found, 1 = none.
-# init_addr (may be NULL) remembers the first address a port search started from.
+# init_addr (may be NULL) remembers the first address a port search started from; sticky (may
+# be NULL) is the address a sticky-address source node already holds for saddr.
 cdef int nat_map_addr(cf_pool *pool, uint8_t af, const pf_addr *saddr, pf_addr *naddr,
-                      pf_addr *init_addr, uint64_t *rng) noexcept nogil
+                      pf_addr *init_addr, uint64_t *rng, const pf_addr *sticky) noexcept nogil
 
 # pf_get_sport: an address of the pool and a source port (network order) in [low, high] (host
 # order; 0/0 = keep sport, static-port) such that no state holds the reply's wire key
@@ -51,7 +52,7 @@ cdef int nat_map_addr(cf_pool *pool, uint8_t af, const pf_addr *saddr, pf_addr *
 cdef int nat_get_sport(pf_state_table *t, cf_pool *pool, uint8_t af, uint8_t proto,
                        const pf_addr *saddr, uint16_t sport, const pf_addr *daddr, uint16_t dport,
                        pf_addr *naddr, uint16_t *nport, uint16_t low, uint16_t high,
-                       uint64_t *rng) noexcept nogil
+                       uint64_t *rng, const pf_addr *sticky) noexcept nogil
 
 # Rewrite the packet's source (src = True) or destination address and port in place: addresses
 # in the IP header (IPv4 header checksum), ports of TCP/UDP or the ICMP/ICMPv6 echo id, and the

@@ -153,11 +153,14 @@ cdef inline bint usable(const cf_pooladdr *pa, uint8_t af) noexcept nogil:
     return pa.kind == NP_ADDR and (pa.af == 0 or pa.af == af)
 
 cdef int nat_map_addr(cf_pool *pool, uint8_t af, const pf_addr *saddr, pf_addr *naddr,
-                      pf_addr *init_addr, uint64_t *rng) noexcept nogil:
+                      pf_addr *init_addr, uint64_t *rng, const pf_addr *sticky) noexcept nogil:
     cdef cf_pooladdr *cur
     cdef pf_addr h
     cdef int k, start
     cdef uint8_t kind = pool.opts & PF_POOL_TYPEMASK
+    if sticky != NULL and not azero(sticky, af):
+        acpy(naddr, sticky, af)
+        return 0
     if pool.n == 0:
         return 1
     if kind != PF_POOL_ROUNDROBIN:
@@ -219,13 +222,13 @@ cdef int nat_map_addr(cf_pool *pool, uint8_t af, const pf_addr *saddr, pf_addr *
 cdef int nat_get_sport(pf_state_table *t, cf_pool *pool, uint8_t af, uint8_t proto,
                        const pf_addr *saddr, uint16_t sport, const pf_addr *daddr, uint16_t dport,
                        pf_addr *naddr, uint16_t *nport, uint16_t low, uint16_t high,
-                       uint64_t *rng) noexcept nogil:
+                       uint64_t *rng, const pf_addr *sticky) noexcept nogil:
     cdef pf_state_key_cmp key
     cdef pf_addr init_addr
     cdef uint32_t tmp, cut, lo, hi
     cdef uint8_t kind = pool.opts & PF_POOL_TYPEMASK
     memset(&init_addr, 0, sizeof(init_addr))
-    if nat_map_addr(pool, af, saddr, naddr, &init_addr, rng):
+    if nat_map_addr(pool, af, saddr, naddr, &init_addr, rng, sticky):
         return 1
     if proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
         low, high = 1, 65535
@@ -267,7 +270,7 @@ cdef int nat_get_sport(pf_state_table *t, cf_pool *pool, uint8_t af, uint8_t pro
                     break
                 tmp -= 1
         if kind == PF_POOL_RANDOM or kind == PF_POOL_ROUNDROBIN:
-            if nat_map_addr(pool, af, saddr, naddr, &init_addr, rng):
+            if nat_map_addr(pool, af, saddr, naddr, &init_addr, rng, sticky):
                 return 1
             if aeq(&init_addr, naddr, af):
                 return 1                        # every address of the pool tried

@@ -861,8 +861,7 @@ cdef int insert_src_node(pf_engine *e, pf_ksrc_node **snp, pf_rule *r, const pf_
     cdef uint32_t key = r.nr if per_rule else PF_NO_RULE
     cdef pf_addr a
     cdef pf_ksrc_node *sn
-    memset(&a, 0, sizeof(a))
-    memcpy(&a, src, 4 if af == AF_INET else 16)
+    src_key(&a, src, af)
     sn = pf_find_src_node(e.t, af, &a, key)
     if sn == NULL:
         if r.max_src_nodes and r.u_src_nodes >= r.max_src_nodes:
@@ -1156,6 +1155,12 @@ cdef const cf_pooladdr *pool_entry(cf_pool *pool, uint8_t af) noexcept nogil:
             return &pool.a[k]
     return NULL
 
+cdef inline bint src_key(pf_addr *k, const pf_addr *src, uint8_t af) noexcept nogil:
+    """A source node's address key: the address, zero beyond its family's length."""
+    memset(k, 0, sizeof(pf_addr))
+    memcpy(k, src, 4 if af == AF_INET else 16)
+    return True
+
 cdef cf_cold *get_translation(pf_engine *e, pdesc *pd, pf_state_key_cmp *sk,
                               pf_state_key_cmp *nk) noexcept nogil:
     """The translation rule for a packet without state and the keys it gives: sk as the packet
@@ -1169,6 +1174,9 @@ cdef cf_cold *get_translation(pf_engine *e, pdesc *pd, pf_state_key_cmp *sk,
     cdef pf_addr *naddr
     cdef uint32_t tmp
     cdef int k
+    cdef pf_addr src0
+    cdef pf_ksrc_node *sticky = NULL
+    cdef const pf_addr *stickyaddr = NULL
     if pd.dir == PF_OUT:
         nr = match_translation(e, g.binat, pd)
         if nr == NULL:
@@ -1181,12 +1189,17 @@ cdef cf_cold *get_translation(pf_engine *e, pdesc *pd, pf_state_key_cmp *sk,
         return NULL
     r = <pf_rule *>nr.r
     pool = nr.pool
+    if pool.opts & PF_POOL_STICKYADDR:
+        # the address this source got before, while its node lives
+        sticky = pf_find_src_node(e.t, pd.af, &src0, r.nr) if src_key(&src0, pd.src, pd.af) else NULL
+        if sticky != NULL:
+            stickyaddr = &sticky.raddr
     key_of(sk, pd.af, pd.proto, pd.src, pd.dst, pd.sport, pd.dport, pd.dir)
     nk[0] = sk[0]
     naddr = &nk.addr[1]
     if r.action == PF_NAT:
         if nat_get_sport(e.t, pool, pd.af, pd.proto, pd.src, pd.sport, pd.dst, pd.dport, naddr,
-                         &nk.port[1], pool.proxy_port[0], pool.proxy_port[1], &e.rng):
+                         &nk.port[1], pool.proxy_port[0], pool.proxy_port[1], &e.rng, stickyaddr):
             return NULL
     elif r.action == PF_BINAT:
         if pd.dir == PF_OUT:
@@ -1204,7 +1217,7 @@ cdef cf_cold *get_translation(pf_engine *e, pdesc *pd, pf_state_key_cmp *sk,
         else:
             nat_poolmask(naddr, &r.src.addr.v.a.addr, &r.src.addr.v.a.mask, pd.dst, pd.af)
     elif r.action == PF_RDR:
-        if nat_map_addr(pool, pd.af, pd.src, naddr, NULL, &e.rng):
+        if nat_map_addr(pool, pd.af, pd.src, naddr, NULL, &e.rng, stickyaddr):
             return NULL
         if (pool.opts & PF_POOL_TYPEMASK) == PF_POOL_BITMASK:
             nat_poolmask(naddr, naddr, &pool.a[pool.cur].mask, pd.dst, pd.af)

@@ -214,3 +214,35 @@ def test_binat_maps_both_ways(f):
     assert peer.rsplit(":", 1) == [ext, first["local"].rsplit(":", 1)[1]]   # address only
     res = f.fprobe(f.b, "tcp_connect", ext, ECHO_PORT + 7)
     assert res["result"] == "ok", res
+
+
+# ---- pools --------------------------------------------------------------------------------------
+PF_POOL_RANDOM, PF_POOL_SRCHASH, PF_POOL_ROUNDROBIN, PF_POOL_STICKYADDR = 2, 3, 4, 0x20
+
+
+def pool_sources(f, opts, n=4):
+    pool = ["10.99.6.1", "10.99.6.2"]
+    f.load([nat_rule(PF_NAT, pool, opts=opts, af=AF_INET, ifname=f.b.tap, src=f"{f.a.gw4}/24"),
+            rule(PF_PASS)])
+    SPAWNED.append(nspawn(f, f.b, "echo_threads", f.b.ip4, ECHO_PORT + 9)[0])
+    res = nprobe(f, f.a, "tcp_burst", f.b.ip4, ECHO_PORT + 9, n)
+    assert res["results"] == ["ok"] * n, res
+    # the translated source of each connection: the wire key of its outbound state
+    return [ip_of(s.key[0].addr[1]) for s in f.states()
+            if s.direction == PF_OUT and s.proto == TCP and socket.ntohs(s.key[0].port[0]) == ECHO_PORT + 9]
+
+
+def test_round_robin_pool_alternates(f):
+    got = pool_sources(f, PF_POOL_ROUNDROBIN)
+    assert sorted(got) == ["10.99.6.1", "10.99.6.1", "10.99.6.2", "10.99.6.2"], got
+
+
+def test_sticky_address_keeps_a_source_on_one_address(f):
+    got = pool_sources(f, PF_POOL_ROUNDROBIN | PF_POOL_STICKYADDR)
+    assert len(set(got)) == 1 and len(got) == 4, got
+    assert any(bytes(n.raddr)[:4] == socket.inet_aton(got[0]) for n in f.dev.get_src_nodes())
+
+
+def test_source_hash_is_stable(f):
+    first = pool_sources(f, PF_POOL_SRCHASH)
+    assert len(set(first)) == 1, first
