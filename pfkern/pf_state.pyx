@@ -14,7 +14,7 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy, memcmp, strncpy, strncmp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
-from pfkern.pfvar cimport pf_addr, PF_IN, PF_OUT, PFTM_MAX, PF_LIMIT_STATES, PF_LIMIT_SRC_NODES
+from pfkern.pfvar cimport pf_addr, pf_rule, PF_IN, PF_OUT, PFTM_MAX, PF_LIMIT_STATES, PF_LIMIT_SRC_NODES
 from pfkern.pfvar_priv cimport *
 from pfkern.pf cimport PfCore
 
@@ -401,6 +401,11 @@ cdef void pf_unlink_state(pf_state_table *t, pf_kstate *st) noexcept nogil:
     else:
         t.atail = st.aprev
     _src_node_release_state(t, st, pf_uptime())
+    _dec_states_cur(st.rule_r)                  # STATE_DEC_COUNTERS
+    _dec_states_cur(st.anchor_r)
+    _dec_states_cur(st.nat_r)
+    if st.gen_refs != NULL:
+        st.gen_refs[0] -= 1
     t.nstates -= 1
     t.fcounters[FCNT_STATE_REMOVALS] += 1
     _pool_put(&t.state_pool, st)
@@ -451,15 +456,29 @@ cdef int pf_find_state_all(pf_state_table *t, const pf_state_key_cmp *key, int d
     return n
 
 
+cdef inline void _dec_states_cur(void *r) noexcept nogil:
+    if r != NULL and (<pf_rule *>r).u_states_cur:
+        (<pf_rule *>r).u_states_cur -= 1
+
+
 cdef uint32_t pf_state_expires(const pf_state_table *t, const pf_kstate *st, uint32_t now) noexcept nogil:
-    cdef uint32_t timeout, start, end
+    cdef uint32_t timeout = 0, start = 0, end = 0
     cdef uint64_t states = t.nstates
+    cdef const pf_rule *r = <const pf_rule *>st.rule_r
     if st.timeout >= PFTM_MAX:
         return now
-    # the state's rule is the default rule until rules own states: its timeouts are the core's
-    timeout = t.timeouts[st.timeout]
-    start = t.timeouts[PFTM_ADAPTIVE_START]
-    end = t.timeouts[PFTM_ADAPTIVE_END]
+    # the rule's own timeouts where it sets them, else the default rule's (the core's)
+    if r != NULL:
+        timeout = r.timeout[st.timeout]
+        start = r.timeout[PFTM_ADAPTIVE_START]
+    if not timeout:
+        timeout = t.timeouts[st.timeout]
+    if start:
+        end = r.timeout[PFTM_ADAPTIVE_END]
+        states = r.u_states_cur
+    else:
+        start = t.timeouts[PFTM_ADAPTIVE_START]
+        end = t.timeouts[PFTM_ADAPTIVE_END]
     if end and states > start and start < end:
         if states < end:
             return st.expire + <uint32_t>(<uint64_t>timeout * (end - states) / (end - start))
@@ -862,6 +881,10 @@ cdef void pf_unlink_src_node(pf_state_table *t, pf_ksrc_node *sn) noexcept nogil
     t.nsrc -= 1
     t.src_nodes_gauge[0] = <uint32_t>t.nsrc
     t.scounters[SCNT_SRC_NODE_REMOVALS] += 1
+    if sn.r != NULL and (<pf_rule *>sn.r).u_src_nodes:
+        (<pf_rule *>sn.r).u_src_nodes -= 1
+    if sn.gen_refs != NULL:
+        sn.gen_refs[0] -= 1
     _pool_put(&t.src_pool, sn)
 
 

@@ -131,7 +131,9 @@ ctypedef struct cf_gen:
     cf_ruleset *binat_in        # inbound binat: source matched against the rule's destination,
                                 # destination against the pool address (pf_match_translation)
     cf_ruleset *rdr
-    uint32_t serial             # generation number: states keep rule pointers of their own
+    uint32_t serial             # generation number
+    uint64_t refs               # states and source nodes pointing into this generation: a
+                                # replaced generation is freed when none is left
     uint32_t commit_time        # pf_uptime() at compile: older states belong to older rules
     uint32_t nrules             # rules compiled, anchors included
     # every compiled rule once, for folding the evaluation counters (Rule.ext_evals)
@@ -189,6 +191,7 @@ cdef class Filter:
     cdef readonly object core
     cdef object datapath
     cdef object gen                  # the Python owner of e.gen (keeps its Rule objects alive)
+    cdef list retired                # replaced generations states still point into
     cdef object purger
     cdef int wakefd
     cdef bint closing

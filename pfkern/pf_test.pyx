@@ -449,36 +449,13 @@ cdef inline void key_of(pf_state_key_cmp *k, uint8_t af, uint8_t proto, const pf
         pf_state_key_fill(k, af, proto, dst, src, dport, sport)
 
 cdef inline cf_cold *state_rule(pf_engine *e, pf_kstate *st, cf_cold **anchor) noexcept nogil:
-    """The compiled rule that created a state, if it belongs to the active generation (states
-    keep rule numbers; a state older than the last commit belongs to rules that are gone)."""
-    cdef cf_gen *g = e.gen
-    cdef cf_cold *a
-    anchor[0] = NULL
-    if g == NULL or st.creation < g.commit_time or st.rule == PF_NO_RULE:
-        return NULL
-    if st.anchor == PF_NO_RULE:
-        if st.rule < <uint32_t>g.main.n:
-            return &g.main.cold[st.rule]
-        return NULL
-    if st.anchor >= <uint32_t>g.main.n:
-        return NULL
-    a = &g.main.cold[st.anchor]
-    anchor[0] = a
-    if a.anchor != NULL and not a.wildcard and st.rule < <uint32_t>a.anchor.n:
-        return &a.anchor.cold[st.rule]
-    return NULL
+    """The compiled rule (and top-level anchor rule) that created a state (its generation
+    lives as long as the state); NULL for the default rule and DIOCADDSTATE's states."""
+    anchor[0] = <cf_cold *>st.anchor_c
+    return <cf_cold *>st.rule_c
 
 cdef void state_unlink(pf_engine *e, pf_kstate *st) noexcept nogil:
-    """pf_unlink_state with STATE_DEC_COUNTERS on its rules."""
-    cdef cf_cold *a
-    cdef cf_cold *r = state_rule(e, st, &a)
-    if r != NULL and (<pf_rule *>r.r).u_states_cur:
-        (<pf_rule *>r.r).u_states_cur -= 1
-    if a != NULL and (<pf_rule *>a.r).u_states_cur:
-        (<pf_rule *>a.r).u_states_cur -= 1
-    if st.nat_r != NULL and e.gen != NULL and st.gen == e.gen.serial and \
-            (<pf_rule *>st.nat_r).u_states_cur:
-        (<pf_rule *>st.nat_r).u_states_cur -= 1
+    """pf_unlink_state (which also takes the state off its rules' states_cur)."""
     pf_unlink_state(e.t, st)
 
 
@@ -880,8 +857,10 @@ cdef int insert_src_node(pf_engine *e, pf_ksrc_node **snp, pf_rule *r, const pf_
         sn.conn_rate.last = now
         if per_rule:
             sn.r = r
-            sn.gen = e.gen.serial
             r.u_src_nodes += 1
+            if e.gen != NULL:
+                sn.gen_refs = &e.gen.refs
+                e.gen.refs += 1
         pf_src_node_link(e.t, sn)
     elif r.max_src_states and sn.states >= r.max_src_states:
         e.status.lcounters[LCNT_SRCSTATES] += 1
@@ -893,8 +872,6 @@ cdef void drop_src_node(pf_engine *e, pf_ksrc_node *sn) noexcept nogil:
     """Undo a node insert_src_node made for a state that was not created."""
     if sn == NULL or sn.states or sn.expire:
         return
-    if sn.r != NULL and e.gen != NULL and sn.gen == e.gen.serial and (<pf_rule *>sn.r).u_src_nodes:
-        (<pf_rule *>sn.r).u_src_nodes -= 1
     pf_unlink_src_node(e.t, sn)
 
 cdef bint src_connlimit(pf_engine *e, pf_kstate *st, uint32_t now) noexcept nogil:
@@ -987,7 +964,10 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc
     st.rule = r.nr
     st.anchor = a.nr if a != NULL else PF_NO_RULE
     st.nat_rule = PF_NO_RULE
-    st.gen = e.gen.serial if e.gen != NULL else 0
+    st.rule_c = cr
+    st.rule_r = r if cr != NULL else NULL
+    st.anchor_c = ca
+    st.anchor_r = a
     if n != NULL:
         st.nat_rule = n.nr
         st.nat_r = n
@@ -1055,6 +1035,9 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc
         memcpy(&nsn.raddr, &wire.addr[1] if pd.dir == PF_OUT else &stack.addr[1], sizeof(pf_addr))
     r.u_states_cur += 1
     r.u_states_tot += 1
+    if e.gen != NULL:
+        st.gen_refs = &e.gen.refs
+        e.gen.refs += 1
     if n != NULL:
         n.u_states_cur += 1
         n.u_states_tot += 1
@@ -1360,8 +1343,7 @@ cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *rea
             p.pf_tag = s.tag
         if s.log & PF_LOG_ALL:
             # "log (all)": every packet of the state, under its translation rule if that logs all
-            if s.nat_r != NULL and e.gen != NULL and s.gen == e.gen.serial and \
-                    (<pf_rule *>s.nat_r).log & PF_LOG_ALL:
+            if s.nat_r != NULL and (<pf_rule *>s.nat_r).log & PF_LOG_ALL:
                 pflog_rule(p, dir, PFRES_MATCH, ifp.name, <pf_rule *>s.nat_r, NULL, NULL)
             elif rm != NULL:
                 pflog_rule(p, dir, PFRES_MATCH, ifp.name, <pf_rule *>rm.r,
@@ -1383,7 +1365,7 @@ cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *rea
             a.packets[dirndx] += 1
             a.bytes[dirndx] += pd.tot_len
         if s != NULL:
-            if s.nat_r != NULL and e.gen != NULL and s.gen == e.gen.serial:
+            if s.nat_r != NULL:
                 (<pf_rule *>s.nat_r).packets[dirndx] += 1
                 (<pf_rule *>s.nat_r).bytes[dirndx] += pd.tot_len
             dirndx = 0 if dir == s.direction else 1
@@ -1437,13 +1419,11 @@ cdef int pf_test_hook(void *ctx, int dir, tap_if *ifp, tap_pkt *pkt) noexcept no
 
 # ---- the purge (pf_purge_thread / pf_purge_expired_states) -----------------------------------------
 cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
-    """Unlink every expired state and recount the active rules' states_cur (states killed by
-    ioctls left the table without telling their rules)."""
+    """Unlink every expired state (pf_purge_expired_states) and every source node no state uses
+    whose PFTM_SRC_NODE time is up (pf_purge_expired_src_nodes)."""
     cdef pf_state_table *t = e.t
     cdef pf_kstate *st
     cdef pf_kstate *nxt
-    cdef cf_cold *r
-    cdef cf_cold *a
     cdef unsigned int n = 0
     cdef uint32_t now
     cdef pf_ksrc_node *sn
@@ -1461,40 +1441,10 @@ cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
     while sn != NULL:
         snext = sn.anext
         if sn.states == 0 and sn.expire <= now:
-            if sn.r != NULL and e.gen != NULL and sn.gen == e.gen.serial and \
-                    (<pf_rule *>sn.r).u_src_nodes:
-                (<pf_rule *>sn.r).u_src_nodes -= 1
             pf_unlink_src_node(t, sn)
         sn = snext
-    if e.gen != NULL:
-        zero_states_cur(e.gen.main, 0)
-        zero_states_cur(e.gen.nat, 0)
-        zero_states_cur(e.gen.binat, 0)
-        zero_states_cur(e.gen.rdr, 0)
-        st = t.ahead
-        while st != NULL:
-            r = state_rule(e, st, &a)
-            if r != NULL:
-                (<pf_rule *>r.r).u_states_cur += 1
-            if a != NULL:
-                (<pf_rule *>a.r).u_states_cur += 1
-            if st.nat_r != NULL and st.gen == e.gen.serial:
-                (<pf_rule *>st.nat_r).u_states_cur += 1
-            st = st.anext
     pthread_mutex_unlock(&t.lock)
     return n
-
-cdef void zero_states_cur(cf_ruleset *rs, int depth) noexcept nogil:
-    cdef int i, k
-    if rs == NULL or depth > CF_STACKSIZE:
-        return
-    for i in range(rs.n):
-        (<pf_rule *>rs.cold[i].r).u_states_cur = 0
-        if rs.cold[i].anchor != NULL:
-            zero_states_cur(rs.cold[i].anchor, depth + 1)
-        for k in range(rs.cold[i].nchildren):
-            zero_states_cur(rs.cold[i].children[k], depth + 1)
-
 
 # ---- the compiler ------------------------------------------------------------------------------------
 
@@ -1962,6 +1912,7 @@ cdef class Filter:
             for i, (name, _ifindex, _mac, _mtu) in enumerate(datapath.interfaces()):
                 self.ifindex[name] = i
         self.gen = None
+        self.retired = []
         self.purger = None
         self.closing = False
         tables = getattr(core, "tables", None)
@@ -2020,11 +1971,34 @@ cdef class Filter:
             self.e.gen = gen.g
             hook_evals(gen.g)
             pthread_mutex_unlock(&t.lock)
-        self.gen = gen              # the previous generation is freed here, unreferenced
+        if self.gen is not None:
+            self.retired.append(self.gen)
+        self.gen = gen
+        self.reap()
         log.debug("rules compiled: %d (filter %d, nat %d, binat %d, rdr %d in the main ruleset); "
                   "indexed runs: %d (%d rules)", gen.g.nrules, gen.g.main.n, gen.g.nat.n,
                   gen.g.binat.n, gen.g.rdr.n, gen.g.nruns,
                   sum(gen.g.runs[k].n for k in range(gen.g.nruns)))
+
+    def reap(self):
+        """Free the replaced generations no state or source node points into any more."""
+        cdef _Gen old
+        cdef pf_state_table *t = self.e.t
+        cdef uint64_t refs
+        keep = []
+        for old in self.retired:
+            with nogil:
+                pthread_mutex_lock(&t.lock)
+                refs = old.g.refs
+                pthread_mutex_unlock(&t.lock)
+            if refs:
+                keep.append(old)
+        self.retired = keep         # the others are freed here, unreferenced
+
+    @property
+    def generations(self):
+        """(the active generation's serial, replaced generations still held by states)."""
+        return (self.gen.g.serial if self.gen is not None else 0, len(self.retired))
 
     def unhook(self):
         """Fold the evaluation counters into the rules and detach them from this engine."""
@@ -2162,6 +2136,7 @@ cdef class Filter:
                 last = pf_uptime()
                 with nogil:
                     purge_expired(self.e)
+                self.reap()
 
     # -- for tests and tools -------------------------------------------------------------------
     @property

@@ -426,6 +426,7 @@ cdef extern from "net/pfvar.h" nogil:
         uint64_t u_states_tot
         uint64_t u_src_nodes
         uint32_t max_states
+        uint32_t timeout[20]
         uint32_t max_src_nodes
         uint32_t max_src_states
         uint32_t max_src_conn

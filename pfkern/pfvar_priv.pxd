@@ -115,8 +115,16 @@ cdef struct pf_kstate:
     uint8_t timeout               # PFTM_* index (PFTM_PURGE: expire now)
     uint16_t tag                  # the rule's tag, given to every packet of the state
     uint8_t nat_rs                # PF_RULESET_* of nat_rule (the number alone is ambiguous)
-    uint32_t gen                  # the datapath generation nat_r belongs to (pf_test's cf_gen)
-    void *nat_r                   # struct pf_rule * of the translation rule, while gen is current
+    # The rules that made the state (FreeBSD's s->rule/anchor/nat_rule): the datapath keeps the
+    # compiled generation they belong to alive while gen_refs (its count of states and source
+    # nodes) is not zero, so these stay valid for the state's life. NULL: the default rule, or a
+    # state made by DIOCADDSTATE.
+    uint64_t *gen_refs
+    void *rule_r                  # struct pf_rule *
+    void *anchor_r
+    void *nat_r
+    void *rule_c                  # pf_test's compiled rule (cf_cold *) of rule_r / anchor_r
+    void *anchor_c
 
 
 # --- source nodes (FreeBSD pf_src_node) ------------------------------------------------------
@@ -140,7 +148,7 @@ cdef struct pf_ksrc_node:
     uint8_t af
     uint8_t ruletype
     uint8_t killed                # marked by DIOCKILLSRCNODES before states let go of it
-    uint32_t gen                  # the datapath generation r belongs to (pf_test's cf_gen)
+    uint64_t *gen_refs            # as pf_kstate.gen_refs: keeps r's generation alive
     void *r                       # struct pf_rule * whose src_nodes count this node is in
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from filter_net import AF_INET, PF_DROP, PF_IN, PF_PASS, TCP, FilterNet, rule
+from filter_net import AF_INET, PF_DROP, PF_IN, PF_OUT, PF_PASS, TCP, FilterNet, rule
 from pfkern.client import DIOCCLRSRCNODES, DIOCCLRSTATES, pfioc_src_node_kill, pfioc_state_kill
 from tables_util import TableClient, addr_text, table
 from test_nat import SPAWNED, nprobe, nspawn
@@ -86,10 +86,11 @@ def test_max_src_conn_overload_flush_global(f):
     tc = TableClient(f.dev)
     tc.add_tables(table("bad", flags=0x1))                  # persist
     try:
+        # default block inward; connections in only through the tracked rule (SYN + state)
         block = rule(PF_DROP, af=AF_INET, direction=PF_IN, quick=1, src="<bad>")
         pass_ = tracked(ifname=f.a.tap, max_src_conn=2, overload_tblname=b"bad",
                         flush=PF_FLUSH | PF_FLUSH_GLOBAL)
-        f.load([rule(PF_PASS, keep_state=0, no_flags=1), block, pass_])
+        f.load([rule(PF_DROP, direction=PF_IN), rule(PF_PASS, direction=PF_OUT), block, pass_])
         before = lcounters(f)
         res = nprobe(f, f.a, "tcp_burst", f.b.ip4, PORT, 4)
         assert res["results"][:2] == ["ok", "ok"] and "ok" not in res["results"][2:], res
@@ -101,7 +102,7 @@ def test_max_src_conn_overload_flush_global(f):
         assert [addr_text(a) for a in tc.addrs(table("bad"))] == [f.a.ip4]
         # another source is not in the table and still gets through
         assert nprobe(f, f.a, "tcp_burst", f.b.ip4, PORT, 1, "10.90.1.3")["results"] == ["ok"]
-        assert f.rules()[1].packets[0] > 0                # the block rule saw the overloaded source
+        assert f.rules()[2].packets[0] > 0                # <bad> blocked the overloaded source
     finally:
         f.flush()
         tc.del_tables(table("bad"))
