@@ -1,9 +1,13 @@
 """Datapath benchmark: small-UDP packets/s and iperf3 TCP through pfd's router (pfkern.pf_tap,
-no pf_test yet) beside the minimal C TAP router of bench/c_router.c, in the same run.
+no pf rules) beside the minimal C TAP router of bench/c_router.c, in the same run; then TCP with
+IFF_VNET_HDR offloads (checksum offload + TSO/GSO super-frames) through both.
 
 Topology (tests/datapath_net.py): ns A <-> router (two TAPs) <-> ns B, IPv4, static neighbours
 in the namespaces. Bounded runs (--seconds, ≤ 10); all traffic stays inside the namespaces.
-    python3 bench/datapath.py [--seconds 5] [--size 18] [--rounds 1]
+With two or more CPUs the router process is pinned on CPU 0 and the traffic tools (flooder,
+sink, iperf3 client and server) on CPU 1, as in reference/measured.md (--no-pin: unpinned).
+    python3 bench/datapath.py [--seconds 5] [--size 18] [--rounds 1] [--no-vnet] [--no-pin]
+                              [--routers c_router_vnet,pfd_vnet]
 """
 import argparse
 import json
@@ -19,6 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 from datapath_net import Topology  # noqa: E402
 
+MAC_A, MAC_B = "02:00:5e:20:00:0a", "02:00:5e:20:00:0b"
+
 
 def build_c(tmp):
     binary = os.path.join(tmp, "c_router")
@@ -26,36 +32,81 @@ def build_c(tmp):
     return binary
 
 
-def c_command(binary):
+def c_command(binary, vnet=False):
     def cmd(t):
-        return [binary, "route", t.a.tap, t.b.tap, t.a.router_mac, t.b.router_mac, "@A", "@B"]
+        return [binary, "route", t.a.tap, t.b.tap, t.a.router_mac, t.b.router_mac, "@A", "@B"] + \
+            (["vnet"] if vnet else [])
     return cmd
 
 
-def measure(t, binary, seconds, size):
+def default_pin():
+    """(router CPU, traffic CPU) or None on a single CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
+
+
+def topology(tag, net, binary=None, vnet=False, pin=None, device=False):
+    """A Topology around the C router (binary) or pfd's router; the hosts' MACs fixed (the C router
+    has them statically); the router pinned on pin[0]."""
+    command = c_command(binary, vnet) if binary else None
+    t = Topology(tag=tag, mtu_b=1500, net=net, command=command, device=device, vnet=vnet)
+    if command:
+        t.args = [a.replace("@A", MAC_A).replace("@B", MAC_B) for a in t.args]
+    if pin:
+        t.args = ["taskset", "-c", str(pin[0])] + t.args
+    t.pin = pin
+    return t
+
+
+def prepare(t):
+    """Inside a started topology: the hosts' MACs, static neighbours for the router's address."""
+    for s, m in ((t.a, MAC_A), (t.b, MAC_B)):
+        t.ns(s, "ip", "link", "set", s.tap, "address", m)
+
+
+def measure(t, binary, seconds, size, udp=True, tcp=None):
+    """{udp_sent_pps, udp_delivered_pps, tcp_gbit_s, tcp_retransmits} for what was asked (tcp
+    by default when iperf3 exists)."""
+    pin = getattr(t, "pin", None)
+    pre = ["taskset", "-c", str(pin[1])] if pin else []
+    if tcp is None:
+        tcp = bool(shutil.which("iperf3"))
     for s in (t.a, t.b):
         t.ns(s, "ip", "neigh", "replace", s.gw4, "lladdr", s.router_mac, "nud", "permanent", "dev", s.tap)
     # warm-up (pfd's router resolves the hosts by ARP; the C router has them statically)
     t.ns(t.a, sys.executable, os.path.join(os.path.dirname(HERE), "tests", "datapath_probe.py"),
          "ping", t.b.ip4, "2", check=False)
-    sink = subprocess.Popen(["ip", "netns", "exec", t.b.ns, binary, "sink", "9000", str(seconds + 1.5)],
-                            stdout=subprocess.PIPE, text=True)
-    sink.stdout.readline()
-    t0 = time.time()
-    sent = int(t.ns(t.a, binary, "flood", t.b.ip4, "9000", str(seconds), str(size), timeout=seconds + 30).stdout)
-    got = int(sink.communicate(timeout=seconds + 30)[0])
-    res = {"udp_sent_pps": sent / seconds, "udp_delivered_pps": got / seconds}
-    if shutil.which("iperf3"):
-        srv = subprocess.Popen(["ip", "netns", "exec", t.b.ns, "iperf3", "-s", "-1"],
+    res = {}
+    if udp:
+        sink = subprocess.Popen(["ip", "netns", "exec", t.b.ns, *pre, binary, "sink", "9000", str(seconds + 1.5)],
+                                stdout=subprocess.PIPE, text=True)
+        sink.stdout.readline()
+        sent = int(t.ns(t.a, *pre, binary, "flood", t.b.ip4, "9000", str(seconds), str(size),
+                        timeout=seconds + 30).stdout)
+        got = int(sink.communicate(timeout=seconds + 30)[0])
+        res.update(udp_sent_pps=sent / seconds, udp_delivered_pps=got / seconds)
+    if tcp:
+        srv = subprocess.Popen(["ip", "netns", "exec", t.b.ns, *pre, "iperf3", "-s", "-1"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        out = t.ns(t.a, "iperf3", "-c", t.b.ip4, "-t", str(seconds), "-J", check=False, timeout=seconds + 30).stdout
+        out = t.ns(t.a, *pre, "iperf3", "-c", t.b.ip4, "-t", str(seconds), "-J", check=False,
+                   timeout=seconds + 30).stdout
         srv.wait(timeout=10)
         try:
-            res["tcp_gbit_s"] = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+            end = json.loads(out)["end"]
+            res["tcp_gbit_s"] = end["sum_received"]["bits_per_second"] / 1e9
+            res["tcp_retransmits"] = end["sum_sent"].get("retransmits")
         except (ValueError, KeyError):
             res["tcp_gbit_s"] = None
     return res
+
+
+ROUTERS = {   # name: (C router?, vnet, measure UDP)
+    "c_router": (True, False, True),
+    "pfd": (False, False, True),
+    "c_router_vnet": (True, True, False),
+    "pfd_vnet": (False, True, False),
+}
 
 
 def main():
@@ -63,31 +114,43 @@ def main():
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--size", type=int, default=18, help="UDP payload (18 -> 60-byte frames)")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--no-vnet", dest="vnet", action="store_false", help="skip the vnet_hdr TCP cases")
+    p.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin router and traffic")
+    p.add_argument("--routers", help=f"comma-separated subset of {','.join(ROUTERS)}")
     args = p.parse_args()
     args.seconds = min(args.seconds, 10)
+    pin = default_pin() if args.pin else None
+    names = [n for n in ROUTERS if args.vnet or not ROUTERS[n][1]]
+    if args.routers:
+        names = [n for n in args.routers.split(",") if n]
+        if set(names) - set(ROUTERS):
+            p.error(f"unknown routers {sorted(set(names) - set(ROUTERS))}")
     tmp = tempfile.mkdtemp(prefix="pfdp-bench-")
     try:
         binary = build_c(tmp)
         rows = []
         for r in range(args.rounds):
-            for name, command in (("c_router", c_command(binary)), ("pfd", None)):
-                t = Topology(tag=f"x{r}{name[0]}", mtu_b=1500, net=75, command=command)
-                if command:
-                    # the C router needs the hosts' MACs: fix them before it starts
-                    t.args = [a.replace("@A", "02:00:5e:20:00:0a").replace("@B", "02:00:5e:20:00:0b")
-                              for a in t.args]
+            for i, name in enumerate(names):
+                is_c, vnet, udp = ROUTERS[name]
+                t = topology(f"x{r}{i}", 75, binary if is_c else None, vnet, pin)
                 with t:
-                    for s, m in ((t.a, "02:00:5e:20:00:0a"), (t.b, "02:00:5e:20:00:0b")):
-                        t.ns(s, "ip", "link", "set", s.tap, "address", m)
-                    res = measure(t, binary, args.seconds, args.size)
-                res["router"] = name
+                    prepare(t)
+                    res = measure(t, binary, args.seconds, args.size, udp=udp)
+                res.update(router=name, pinned=pin)
                 rows.append(res)
                 print(json.dumps(res), flush=True)
-        for name in ("c_router", "pfd"):
+        for name in names:
             sel = [r for r in rows if r["router"] == name]
-            print(f"{name:9s} udp delivered {sum(r['udp_delivered_pps'] for r in sel) / len(sel) / 1e3:7.1f} kpps"
-                  f"  (sent {sum(r['udp_sent_pps'] for r in sel) / len(sel) / 1e3:7.1f} kpps)"
-                  f"  tcp {', '.join('%.2f' % (r.get('tcp_gbit_s') or 0) for r in sel)} Gbit/s")
+            udp = ""
+            if ROUTERS[name][2]:
+                udp = (f"udp delivered {sum(r['udp_delivered_pps'] for r in sel) / len(sel) / 1e3:7.1f} kpps"
+                       f"  (sent {sum(r['udp_sent_pps'] for r in sel) / len(sel) / 1e3:7.1f} kpps)  ")
+            print(f"{name:14s} {udp}tcp {', '.join('%.2f' % (r.get('tcp_gbit_s') or 0) for r in sel)} Gbit/s")
+        if args.vnet:
+            c = [r["tcp_gbit_s"] or 0 for r in rows if r["router"] == "c_router_vnet"]
+            d = [r["tcp_gbit_s"] or 0 for r in rows if r["router"] == "pfd_vnet"]
+            if c and sum(c):
+                print(f"pfd_vnet / c_router_vnet: {100 * sum(d) / sum(c):.0f}%")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -12,14 +12,20 @@ Config file (TOML, read with the standard library's tomllib):
     mac = "02:00:5e:00:00:01"        # the router's MAC on it (default: random, locally administered)
     mtu = 1500                       # default: the host link's MTU
     addresses = ["10.0.1.1/24", "fd00:1::1/64"]
+    vnet = true                      # IFF_VNET_HDR with checksum offload and TSO (default false)
 
     [[route]]
     prefix = "10.9.0.0/16"
     gateway = "10.0.1.2"             # must be on a connected network
 
 Flags (repeatable, added to what the file says):
-    --interface NAME,ADDR/LEN[,ADDR6/LEN...][,mtu=N][,mac=MAC][,attach]
+    --interface NAME,ADDR/LEN[,ADDR6/LEN...][,mtu=N][,mac=MAC][,attach][,vnet]
     --route PREFIX,GATEWAY
+
+`vnet`: the TAP is opened with IFF_VNET_HDR and the kernel may hand the router partial checksums
+and TCP super-frames up to 64 KiB (TSO/GSO), which it forwards as they are to other vnet
+interfaces and completes / segments in software for the rest: many times the TCP throughput of
+MTU-sized frames (docs/benchmarks.md). Mixed configurations are fine.
 
 The datapath's interfaces are pf interfaces: their kifs count what pf_test counts (pf_tap's C
 counters), also while the kernel side of a TAP lives in another network namespace (where pf_if's
@@ -38,7 +44,8 @@ def add_arguments(parser):
     g.add_argument("--config", metavar="FILE", help="datapath configuration (TOML: [[interface]], [[route]])")
     g.add_argument("--interface", action="append", default=[], metavar="NAME,ADDR/LEN[,...]",
                    help="a TAP interface of the router: NAME,ADDR/LEN[,ADDR6/LEN...][,mtu=N][,mac=MAC]"
-                        "[,attach] (repeatable; created unless 'attach')")
+                        "[,attach][,vnet] (repeatable; created unless 'attach'; 'vnet': IFF_VNET_HDR "
+                        "with checksum offload and TSO/GSO)")
     g.add_argument("--route", action="append", default=[], metavar="PREFIX,GATEWAY",
                    help="a static route (repeatable)")
 
@@ -61,6 +68,8 @@ def parse_interface_flag(text):
             spec["mtu"] = int(p[4:])
         elif p.startswith("mac="):
             spec["mac"] = p[4:]
+        elif p == "vnet":
+            spec["vnet"] = True
         else:
             spec["addresses"].append(p)
     return spec
@@ -95,6 +104,8 @@ def load(args):
             raise ConfigError("interface without a name")
         if spec.setdefault("mode", "tap") not in ("tap", "attach"):
             raise ConfigError(f"interface {spec['name']}: mode must be 'tap' or 'attach'")
+        if not isinstance(spec.get("vnet", False), bool):
+            raise ConfigError(f"interface {spec['name']}: vnet must be true or false")
         for a in spec.setdefault("addresses", []):
             try:
                 ipaddress.ip_interface(a)
@@ -178,7 +189,7 @@ def build(interfaces, routes, options):
     try:
         for spec in interfaces:
             dp.add_interface(spec["name"], spec["addresses"], mac=spec.get("mac"), mtu=spec.get("mtu"),
-                             create=spec["mode"] == "tap")
+                             create=spec["mode"] == "tap", vnet=spec.get("vnet", False))
         for r in routes:
             dp.add_route(r["prefix"], r["gateway"])
     except BaseException:
@@ -206,7 +217,8 @@ def start_datapath(args, core):
         pf_filter.attach()
     dp.start()
     for name, ifindex, mac, mtu in dp.interfaces():
-        log.info("datapath interface %s (ifindex %d) mac %s mtu %d", name, ifindex, mac, mtu)
+        log.info("datapath interface %s (ifindex %d) mac %s mtu %d%s", name, ifindex, mac, mtu,
+                 " vnet" if dp.vnet(name) else "")
     for prefix, gw, dev in dp.routes():
         log.info("route %s %s %s", prefix, f"via {gw}" if gw else "dev", dev)
     return DatapathHandle(dp, names, pf_filter)

@@ -6,6 +6,13 @@
 #   -> tap_pf_hook(PF_IN, rcvif) -> local (echo, NDP, errors) | forward (TTL/hop limit,
 #   longest-prefix route) -> tap_pf_hook(PF_OUT, oif) -> MTU -> neighbour -> write.
 # Locally generated IP packets (ICMP errors, echo replies, NS/NA) pass tap_pf_hook(PF_OUT) too.
+#
+# Offloads (an interface added with vnet=True: IFF_VNET_HDR, TUNSETOFFLOAD CSUM|TSO4|TSO6|TSO_ECN):
+# every frame read/written on it is preceded by a 10-byte struct virtio_net_hdr (tap_vnet_hdr; the
+# 12-byte mrg_rxbuf variant is not used: its num_buffers only matters to virtio rings). The kernel
+# may hand us TCP super-frames up to 64 KiB (GSO) and partial checksums; tap_pkt carries these
+# facts (csum_partial, gso_*) through pf_test to the output, where a vnet interface gets them back
+# in its header and any other interface gets complete checksums and MSS-sized segments (software).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef enum:
@@ -18,6 +25,13 @@ cdef enum:
     TAP_PEND_FRAME = 9216 + 14
     TAP_FRAME_MAX = 65536 + 14
     TAP_BATCH = 64              # frames read from one fd before looking at the others
+    TAP_VNET_HDR_LEN = 10       # sizeof(struct virtio_net_hdr)
+    TAP_VNET_F_NEEDS_CSUM = 1   # VIRTIO_NET_HDR_F_NEEDS_CSUM
+    TAP_VNET_F_DATA_VALID = 2   # VIRTIO_NET_HDR_F_DATA_VALID
+    TAP_GSO_NONE = 0            # VIRTIO_NET_HDR_GSO_*
+    TAP_GSO_TCPV4 = 1
+    TAP_GSO_TCPV6 = 4
+    TAP_GSO_ECN = 0x80          # or'ed in: the super-frame carries ECN (CWR on its first segment)
 
 # Per-interface engine statistics (index into tap_if.stats); names in pf_tap.STAT_NAMES.
 cdef enum:
@@ -46,6 +60,29 @@ cdef enum:
     ST_ND_RX
     ST_ND_TX
     ST_NSTATS
+
+# Offload statistics per interface (tap_engine.vstats[ifidx]); names in pf_tap.VSTAT_NAMES. Kept
+# apart from tap_if.stats, whose size other modules' compiled code depends on.
+cdef enum:
+    VS_RX_CSUM_PARTIAL   # frames received with a partial checksum (NEEDS_CSUM)
+    VS_RX_GSO            # TCP super-frames received
+    VS_TX_CSUM_PARTIAL   # frames written with NEEDS_CSUM (not GSO) to a vnet interface
+    VS_TX_GSO            # super-frames written whole to a vnet interface
+    VS_SW_CSUM           # checksums completed in software (non-vnet output, local delivery)
+    VS_SW_GSO            # super-frames segmented in software (non-vnet output)
+    VS_SW_SEGMENTS       # segments those made
+    VS_DROP_VNET         # unusable virtio_net_hdr (bad offsets, GSO type not offered) or unsegmentable
+    VS_NSTATS
+
+# struct virtio_net_hdr in the host's order (the legacy virtio default tun uses; pfd never sets
+# TUNSETVNETLE/BE). csum_start counts from the Ethernet header.
+ctypedef struct tap_vnet_hdr:
+    uint8_t flags
+    uint8_t gso_type
+    uint16_t hdr_len
+    uint16_t gso_size
+    uint16_t csum_start
+    uint16_t csum_offset
 
 # pf's per-interface counters, flattened as pf_if.Kif expects: [af inet/inet6][dir in/out]
 # [pass/block] -> af * 4 + dir * 2 + action.
@@ -89,6 +126,22 @@ ctypedef struct tap_pkt:
     uint8_t *src                # address bytes inside l3 (4 or 16): castable to pf_addr *
     uint8_t *dst
     tap_if *rcvif               # input interface; NULL for packets the router generated
+    uint16_t pf_tag             # pf's tag (tag/tagged): set on input, seen again on output
+    # Offloads (vnet interfaces only; all 0 for packets from other interfaces and generated ones):
+    uint8_t csum_partial        # 1: the L4 checksum field holds only the pseudo-header sum, folded
+                                # and NOT complemented (VIRTIO_NET_HDR_F_NEEDS_CSUM; Linux's
+                                # CHECKSUM_PARTIAL): the engine or the receiving kernel sums the
+                                # data in later. A NAT changing addresses must update that field as
+                                # a plain sum (x' = ~csum_upd16(~x, old, new)) and must not fold port
+                                # changes into it (ports are data, summed later).
+    uint8_t gso_type            # TAP_GSO_TCPV4 / TAP_GSO_TCPV6 (| TAP_GSO_ECN) for a super-frame
+    uint16_t gso_size           # super-frame: TCP payload per segment (the MSS); 0 = not GSO. A
+                                # super-frame (len up to 65535) is one TCP segment to pf; it leaves
+                                # as gso_size-byte segments, so the MTU applies to those.
+    uint16_t csum_start         # csum_partial: where summing starts, counted from l3 (= l4off
+                                # for TCP/UDP)
+    uint16_t csum_offset        # csum_partial: the checksum field, from csum_start (16 TCP, 6 UDP)
+    uint16_t gso_hdr_len        # the header's hdr_len, passed on unchanged
 
 # pf_test's slot: called on input (PF_IN, rcvif) and output (PF_OUT, oif) of every IP packet;
 # returns PF_PASS or PF_DROP. May rewrite the packet in place (NAT) keeping its length. The
@@ -143,8 +196,12 @@ ctypedef struct tap_engine:
     uint16_t ip_id
     tap_pf_test_t pf_test
     void *pf_ctx
-    uint8_t rxbuf[TAP_FRAME_MAX + 64]
+    uint8_t rxbuf[TAP_FRAME_MAX + 64]   # a vnet interface's header + frame fits (10 + 65550)
     uint8_t txbuf[TAP_FRAME_MAX + 64]
+    # appended (offloads): compiled users of the fields above keep their offsets
+    uint8_t vnet[TAP_MAXIF]                     # 1: ifs[i] was opened with IFF_VNET_HDR
+    uint64_t vstats[TAP_MAXIF][VS_NSTATS]
+    tap_vnet_hdr pend_vh[TAP_PEND_SLOTS]        # the offloads of pend[i]'s frame
 
 # The hook: pf_test (or PF_PASS when none is installed), then the kif counters.
 cdef int tap_pf_hook(tap_engine *e, int dir, tap_if *ifp, tap_pkt *p) noexcept nogil

@@ -14,12 +14,18 @@ multicast included), resolution the same way; IPv4/IPv6 forwarding by longest pr
 connected and static routes; TTL/hop limit with incremental checksum; ICMP/ICMPv6 time exceeded,
 net/host/port unreachable, fragmentation needed / packet too big; echo replies for our
 addresses. IPv4 fragmentation and reassembly are not done (too big without DF is dropped).
+
+Offloads (`add_interface(..., vnet=True)`, see pf_tap.pxd): frames carry a virtio_net_hdr; partial
+checksums and TCP super-frames (TSO/GSO, up to 64 KiB) are forwarded as they are to vnet
+interfaces, and completed / segmented in software for the others (Linux's skb_checksum_help and
+tcp_gso_segment, in small); the MTU check applies to a super-frame's segments.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memmove, memset, memcmp, strncpy
 from libc.stdlib cimport calloc, free
 from libc.errno cimport errno, EAGAIN, EINTR
 from posix.unistd cimport read, write, close
+from posix.uio cimport iovec, writev
 from pfkern.pfvar cimport PF_IN, PF_OUT, PF_PASS, PF_DROP
 
 import os
@@ -78,6 +84,13 @@ cdef extern from "<linux/if_tun.h>" nogil:
     enum: TUNSETIFF
     enum: IFF_TAP
     enum: IFF_NO_PI
+    enum: IFF_VNET_HDR
+    enum: TUNSETVNETHDRSZ
+    enum: TUNSETOFFLOAD
+    enum: TUN_F_CSUM
+    enum: TUN_F_TSO4
+    enum: TUN_F_TSO6
+    enum: TUN_F_TSO_ECN
 
 cdef enum:
     ETH_HLEN = 14
@@ -96,6 +109,12 @@ STAT_NAMES = ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "tx_errors", "dr
               "drop_noroute", "drop_ttl", "drop_mtu", "drop_nonbr", "drop_local", "forwarded",
               "local_in", "icmp_out", "arp_rx", "arp_tx", "nd_rx", "nd_tx")
 assert len(STAT_NAMES) == ST_NSTATS
+VSTAT_NAMES = ("vnet_rx_csum_partial", "vnet_rx_gso", "vnet_tx_csum_partial", "vnet_tx_gso",
+               "vnet_sw_csum", "vnet_sw_gso", "vnet_sw_segments", "vnet_drop")
+assert len(VSTAT_NAMES) == VS_NSTATS
+# offered to the kernel on vnet interfaces: checksum offload and TSO (UFO/USO are not: nothing
+# here segments UDP)
+VNET_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
 
 cdef uint8_t BCAST[6]
 BCAST[:] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
@@ -136,6 +155,36 @@ cdef inline uint32_t pseudo6(const uint8_t *src, const uint8_t *dst, uint32_t le
     s = csum_add(s, dst, 16)
     return s + (len >> 16) + (len & 0xffff) + nxt
 
+cdef inline uint32_t be32(const uint8_t *p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+cdef inline void put32(uint8_t *p, uint32_t v) noexcept nogil:
+    put16(p, v >> 16)
+    put16(p + 2, v & 0xffff)
+
+cdef uint16_t ONE16 = 1
+cdef bint HOST_LE = (<uint8_t *>&ONE16)[0] == 1
+
+cdef uint32_t csum_add_fast(uint32_t s, const uint8_t *p, uint32_t n) noexcept nogil:
+    """csum_add for large buffers: native 32-bit words, folded, then swapped to the big-endian
+    word order csum_add uses (one's complement sums do not depend on byte order, RFC 1071)."""
+    cdef uint64_t acc = 0
+    cdef uint32_t w0, w1, i = 0
+    while i + 8 <= n:
+        memcpy(&w0, p + i, 4)
+        memcpy(&w1, p + i + 4, 4)
+        acc += <uint64_t>w0 + w1
+        i += 8
+    if i + 4 <= n:
+        memcpy(&w0, p + i, 4)
+        acc += w0
+        i += 4
+    while acc >> 16:
+        acc = (acc & 0xffff) + (acc >> 16)
+    if HOST_LE:
+        acc = ((acc & 0xff) << 8) | (acc >> 8)
+    return csum_add(s + <uint32_t>acc, p + i, n - i)
+
 cdef inline uint64_t now_ms() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -172,6 +221,14 @@ cdef int tap_pf_hook(tap_engine *e, int dir, tap_if *ifp, tap_pkt *p) noexcept n
 
 
 # ---- packet parsing -----------------------------------------------------------------------------
+cdef inline void pkt_no_offload(tap_pkt *p) noexcept nogil:
+    p.csum_partial = 0
+    p.gso_type = 0
+    p.gso_size = 0
+    p.csum_start = 0
+    p.csum_offset = 0
+    p.gso_hdr_len = 0
+
 cdef void parse_l4(tap_pkt *p) noexcept nogil:
     """Locate ports/flags/ICMP type of the transport header (p.l4, p.proto set)."""
     cdef uint32_t n = p.len - p.l4off
@@ -230,6 +287,8 @@ cdef int parse_ip4(tap_pkt *p, uint8_t *l3, uint32_t avail, tap_if *rcvif) noexc
     p.src = l3 + 12
     p.dst = l3 + 16
     p.rcvif = rcvif
+    p.pf_tag = 0
+    pkt_no_offload(p)
     if off & 0x1fff:
         p.frag = 2
         p.l4 = NULL
@@ -257,6 +316,8 @@ cdef int parse_ip6(tap_pkt *p, uint8_t *l3, uint32_t avail, tap_if *rcvif) noexc
     p.src = l3 + 8
     p.dst = l3 + 24
     p.rcvif = rcvif
+    p.pf_tag = 0
+    pkt_no_offload(p)
     p.frag = 0
     cdef uint8_t nxt = l3[6]
     cdef uint32_t off = 40, elen
@@ -383,6 +444,155 @@ cdef inline void eth_fill(uint8_t *f, const uint8_t *dst, const uint8_t *src, ui
     put16(f + 12, et)
 
 
+# ---- offloads (virtio_net_hdr) ----------------------------------------------------------------------
+cdef int vnet_apply(tap_engine *e, tap_if *ifp, tap_pkt *p, const tap_vnet_hdr *vh) noexcept nogil:
+    """Take the offloads of a frame read from a vnet interface into p (parsed); -1, counted, for a
+    header this engine cannot honour (it would otherwise forward a packet it cannot complete)."""
+    cdef uint32_t start, thl
+    cdef uint8_t gt = vh.gso_type & ~TAP_GSO_ECN
+    if vh.flags & TAP_VNET_F_NEEDS_CSUM:
+        start = vh.csum_start - ETH_HLEN if vh.csum_start >= ETH_HLEN else 0
+        if p.frag or start < (20 if p.af == AF_INET else 40) or start + vh.csum_offset + 2 > p.len:
+            e.vstats[ifp.index][VS_DROP_VNET] += 1
+            return -1
+        p.csum_partial = 1
+        p.csum_start = start
+        p.csum_offset = vh.csum_offset
+        e.vstats[ifp.index][VS_RX_CSUM_PARTIAL] += 1
+    if vh.gso_type == TAP_GSO_NONE:
+        return 0
+    # only what TUNSETOFFLOAD offered: TCP super-frames whose checksum is left to us
+    if not p.csum_partial or vh.gso_size == 0 or p.proto != 6 or p.l4 == NULL or not p.l4ok \
+            or (gt != TAP_GSO_TCPV4 and gt != TAP_GSO_TCPV6) or (gt == TAP_GSO_TCPV4) != (p.af == AF_INET) \
+            or p.csum_start != p.l4off or p.csum_offset != 16:
+        e.vstats[ifp.index][VS_DROP_VNET] += 1
+        return -1
+    thl = (p.l4[12] >> 4) * 4
+    if thl < 20 or p.l4off + thl > p.len:
+        e.vstats[ifp.index][VS_DROP_VNET] += 1
+        return -1
+    p.gso_type = vh.gso_type
+    p.gso_size = vh.gso_size
+    p.gso_hdr_len = vh.hdr_len
+    e.vstats[ifp.index][VS_RX_GSO] += 1
+    return 0
+
+cdef inline void vnet_hdr_of(tap_vnet_hdr *vh, const tap_pkt *p) noexcept nogil:
+    """The header a packet leaves with (DATA_VALID is not passed on: the receiver verifies)."""
+    memset(vh, 0, sizeof(tap_vnet_hdr))
+    if p.csum_partial:
+        vh.flags = TAP_VNET_F_NEEDS_CSUM
+        vh.csum_start = ETH_HLEN + p.csum_start
+        vh.csum_offset = p.csum_offset
+        if p.gso_size:
+            vh.gso_type = p.gso_type
+            vh.gso_size = p.gso_size
+            vh.hdr_len = p.gso_hdr_len
+
+cdef inline void csum_complete(uint8_t *start, uint32_t n, uint16_t off) noexcept nogil:
+    """Finish a partial checksum: the field already holds the pseudo-header sum, so summing the
+    whole range gives the checksum (0 goes out as 0xffff, as skb_checksum_help does: UDP's 0
+    means none)."""
+    cdef uint16_t c = csum_fold(csum_add_fast(0, start, n))
+    put16(start + off, c if c else 0xffff)
+
+cdef enum:
+    SEG_HDR_MAX = 256           # Ethernet + IP (with IPv6 extensions) + TCP headers we segment
+
+cdef void sw_segment(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, const tap_vnet_hdr *vh) noexcept nogil:
+    """TCP segmentation in software (tcp_gso_segment's rules): gso_size bytes of payload per
+    segment, IPv4 ids counting up from the super-frame's, lengths and sequence numbers set, FIN
+    and PSH on the last segment only, CWR on the first only, full checksums."""
+    cdef uint8_t hdr[SEG_HDR_MAX]
+    cdef iovec iov[2]
+    cdef uint8_t *ip = hdr + ETH_HLEN
+    cdef uint8_t *th
+    cdef uint32_t l4off = vh.csum_start - ETH_HLEN
+    cdef uint32_t thl, hlen, total, off = 0, seg, seq0, mss = vh.gso_size
+    cdef uint16_t id0
+    cdef uint8_t flags0
+    cdef bint v4 = (vh.gso_type & ~TAP_GSO_ECN) == TAP_GSO_TCPV4
+    cdef uint32_t ph
+    cdef int i = 0
+    thl = (f[ETH_HLEN + l4off + 12] >> 4) * 4
+    hlen = ETH_HLEN + l4off + thl
+    if hlen > SEG_HDR_MAX or hlen > n or mss == 0:
+        e.vstats[ifp.index][VS_DROP_VNET] += 1
+        return
+    memcpy(hdr, f, hlen)
+    th = ip + l4off
+    total = n - hlen
+    seq0 = be32(th + 4)
+    flags0 = th[13]
+    id0 = be16(ip + 4)
+    e.vstats[ifp.index][VS_SW_GSO] += 1
+    while True:
+        seg = total - off if total - off < mss else mss
+        if v4:
+            put16(ip + 2, l4off + thl + seg)
+            put16(ip + 4, <uint16_t>(id0 + i))
+            put16(ip + 10, 0)
+            put16(ip + 10, csum_fold(csum_add(0, ip, l4off)))
+            ph = csum_add(0, ip + 12, 8)
+        else:
+            put16(ip + 4, l4off - 40 + thl + seg)
+            ph = csum_add(csum_add(0, ip + 8, 16), ip + 24, 16)
+        put32(th + 4, seq0 + off)
+        th[13] = flags0
+        if off + seg < total:
+            th[13] &= ~0x09                 # FIN, PSH: the last segment's
+        if i > 0:
+            th[13] &= ~0x80                 # CWR: the first segment's
+        put16(th + 16, 0)
+        ph += 6 + thl + seg
+        put16(th + 16, csum_fold(csum_add_fast(csum_add(ph, th, thl), f + hlen + off, seg)))
+        iov[0].iov_base = hdr
+        iov[0].iov_len = hlen
+        iov[1].iov_base = f + hlen + off
+        iov[1].iov_len = seg
+        if writev(ifp.fd, iov, 2) == <ssize_t>(hlen + seg):
+            ifp.stats[ST_TX_FRAMES] += 1
+            ifp.stats[ST_TX_BYTES] += hlen + seg
+        else:
+            ifp.stats[ST_TX_ERRORS] += 1
+        e.vstats[ifp.index][VS_SW_SEGMENTS] += 1
+        i += 1
+        off += seg
+        if off >= total:
+            break
+
+cdef void frame_xmit(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, const tap_vnet_hdr *vh) noexcept nogil:
+    """Send a frame whose offloads are vh (NULL: complete checksums, no GSO): with its header to a
+    vnet interface (a zero one when NULL); completed or segmented here for any other."""
+    cdef tap_vnet_hdr zero
+    cdef iovec iov[2]
+    if e.vnet[ifp.index]:
+        if vh == NULL:
+            memset(&zero, 0, sizeof(zero))
+            vh = &zero
+        iov[0].iov_base = <void *>vh
+        iov[0].iov_len = TAP_VNET_HDR_LEN
+        iov[1].iov_base = f
+        iov[1].iov_len = n
+        if writev(ifp.fd, iov, 2) == <ssize_t>(n + TAP_VNET_HDR_LEN):
+            ifp.stats[ST_TX_FRAMES] += 1
+            ifp.stats[ST_TX_BYTES] += n
+            if vh.gso_type != TAP_GSO_NONE:
+                e.vstats[ifp.index][VS_TX_GSO] += 1
+            elif vh.flags & TAP_VNET_F_NEEDS_CSUM:
+                e.vstats[ifp.index][VS_TX_CSUM_PARTIAL] += 1
+        else:
+            ifp.stats[ST_TX_ERRORS] += 1
+        return
+    if vh != NULL and vh.gso_type != TAP_GSO_NONE:
+        sw_segment(e, ifp, f, n, vh)
+        return
+    if vh != NULL and (vh.flags & TAP_VNET_F_NEEDS_CSUM):
+        csum_complete(f + vh.csum_start, n - vh.csum_start, vh.csum_offset)
+        e.vstats[ifp.index][VS_SW_CSUM] += 1
+    frame_write(ifp, f, n)
+
+
 # ---- neighbour cache (ARP and NDP) --------------------------------------------------------------
 cdef uint32_t nbr_hash(uint8_t af, int ifidx, const uint8_t *a) noexcept nogil:
     cdef uint32_t h = 2166136261u ^ af ^ (<uint32_t>ifidx << 8)
@@ -456,7 +666,7 @@ cdef void nbr_solicit(tap_engine *e, tap_nbr *x, bint unicast) noexcept nogil:
         memcpy(f + 28, src, 4)
         memset(f + 32, 0, 6)
         memcpy(f + 38, x.addr, 4)
-        frame_write(ifp, f, 42)
+        frame_xmit(e, ifp, f, 42, NULL)
         ifp.stats[ST_ARP_TX] += 1
         return
     src = src6_for(e, ifp, x.addr)
@@ -493,7 +703,7 @@ cdef void nbr_solicit(tap_engine *e, tap_nbr *x, bint unicast) noexcept nogil:
     memcpy(icmp + 26, ifp.mac, 6)
     put16(icmp + 2, csum_fold(csum_add(pseudo6(ip + 8, ip + 24, 32, 58), icmp, 32)))
     if parse_ip6(&p, ip, 72, NULL) == 0 and tap_pf_hook(e, PF_OUT, ifp, &p) == PF_PASS:
-        frame_write(ifp, f, ETH_HLEN + 72)
+        frame_xmit(e, ifp, f, ETH_HLEN + 72, NULL)
         ifp.stats[ST_ND_TX] += 1
 
 cdef void nbr_resolved(tap_engine *e, tap_nbr *x, const uint8_t *mac) noexcept nogil:
@@ -510,7 +720,7 @@ cdef void nbr_resolved(tap_engine *e, tap_nbr *x, const uint8_t *mac) noexcept n
     while s >= 0:
         nxt = e.pend[s].next
         memcpy(e.pend[s].data, mac, 6)
-        frame_write(ifp, e.pend[s].data, e.pend[s].len)
+        frame_xmit(e, ifp, e.pend[s].data, e.pend[s].len, &e.pend_vh[s])
         if e.pend[s].rcvif >= 0:
             ifp.stats[ST_FORWARDED] += 1
         e.pend[s].next = e.pfree
@@ -518,10 +728,13 @@ cdef void nbr_resolved(tap_engine *e, tap_nbr *x, const uint8_t *mac) noexcept n
         s = nxt
 
 cdef void eth_output(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, uint8_t af,
-                     const uint8_t *nexthop, tap_if *rcvif) noexcept nogil:
-    """Send an IP packet (Ethernet header room at f) to nexthop on ifp, resolving it first."""
+                     const uint8_t *nexthop, tap_pkt *p) noexcept nogil:
+    """Send IP packet p (Ethernet header room at f) to nexthop on ifp, resolving it first."""
     cdef tap_nbr *x = nbr_find(e, af, ifp.index, nexthop, True)
+    cdef tap_if *rcvif = p.rcvif
+    cdef tap_vnet_hdr vh
     cdef int s, nxt
+    vnet_hdr_of(&vh, p)
     eth_fill(f, x.mac, ifp.mac, ET_IP4 if af == AF_INET else ET_IP6)
     if x.state == NBR_REACHABLE or x.state == NBR_STALE or x.state == NBR_PROBE:
         if x.state == NBR_REACHABLE and e.now_ms >= x.expire_ms:
@@ -532,7 +745,7 @@ cdef void eth_output(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, uint8_t
             x.probes = 1
             x.next_probe_ms = e.now_ms + e.nbr_probe_ms
             nbr_solicit(e, x, True)
-        frame_write(ifp, f, n)
+        frame_xmit(e, ifp, f, n, &vh)
         if rcvif != NULL:
             ifp.stats[ST_FORWARDED] += 1
         return
@@ -547,6 +760,7 @@ cdef void eth_output(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, uint8_t
         e.pend[s].af = af
         e.pend[s].rcvif = rcvif.index if rcvif != NULL else -1
         memcpy(e.pend[s].data, f, n)
+        e.pend_vh[s] = vh
         if x.qhead < 0:
             x.qhead = s
         else:
@@ -602,17 +816,43 @@ cdef void unreach_from_frame(tap_engine *e, tap_pend *q) noexcept nogil:
 
 
 # ---- IPv4 -----------------------------------------------------------------------------------------
+cdef inline uint32_t seg_len(tap_pkt *p) noexcept nogil:
+    """The size the MTU applies to: the packet, or a super-frame's largest segment."""
+    cdef uint32_t n
+    if p.gso_size == 0:
+        return p.len
+    n = p.l4off + (p.l4[12] >> 4) * 4 + p.gso_size
+    return n if n < p.len else p.len
+
+cdef void keep_original(tap_pkt *q, tap_pkt *p, uint8_t *buf, uint32_t size) noexcept nogil:
+    """q: p as it is now, its first `size` bytes copied to buf, for an error about it after pf_test
+    out may have translated p (FreeBSD's ip_forward quotes its copy made before ip_output)."""
+    cdef uint32_t n = p.len if p.len < size else size
+    q[0] = p[0]
+    memcpy(buf, p.l3, n)
+    q.l3 = buf
+    q.src = buf + (p.src - p.l3)
+    q.dst = buf + (p.dst - p.l3)
+    if p.l4 != NULL:
+        q.l4 = buf + p.l4off
+    q.len = n
+
 cdef void ip4_output(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *nexthop) noexcept nogil:
     """pf_test out, then MTU, then the neighbour (ip_output's order: pfil before the size check)."""
+    cdef tap_pkt q
+    cdef uint8_t orig[68]                   # what icmp_error quotes: IP header + 8
+    cdef bint big = seg_len(p) > oif.mtu    # pf_test keeps the length
+    if big and p.rcvif != NULL:
+        keep_original(&q, p, orig, p.l4off + 8)
     if tap_pf_hook(e, PF_OUT, oif, p) != PF_PASS:
         oif.stats[ST_DROP_PF] += 1
         return
-    if p.len > oif.mtu:
+    if big:
         oif.stats[ST_DROP_MTU] += 1
         if p.rcvif != NULL and (be16(p.l3 + 6) & 0x4000):
-            icmp4_error(e, p, 3, 4, oif.mtu)
+            icmp4_error(e, &q, 3, 4, oif.mtu)
         return
-    eth_output(e, oif, p.l3 - ETH_HLEN, p.len + ETH_HLEN, AF_INET, nexthop, p.rcvif)
+    eth_output(e, oif, p.l3 - ETH_HLEN, p.len + ETH_HLEN, AF_INET, nexthop, p)
 
 cdef void ip4_send_local(tap_engine *e, uint8_t *l3, uint32_t len) noexcept nogil:
     """Route and send a packet the router built (l3 with Ethernet room before it)."""
@@ -675,14 +915,26 @@ cdef void icmp4_error(tap_engine *e, tap_pkt *p, uint8_t type, uint8_t code, uin
     ip4_header(e, ip, 20 + 8 + quote, 1, src, p.src)
     ip4_send_local(e, ip, 20 + 8 + quote)
 
+cdef bint local_csum(tap_engine *e, tap_if *ifp, tap_pkt *p) noexcept nogil:
+    """A packet for us with a partial checksum gets it completed (our checks then hold); a
+    super-frame is refused."""
+    if not p.csum_partial:
+        return True
+    if p.gso_size:
+        return False
+    csum_complete(p.l3 + p.csum_start, p.len - p.csum_start, p.csum_offset)
+    p.csum_partial = 0
+    e.vstats[ifp.index][VS_SW_CSUM] += 1
+    return True
+
 cdef void local4(tap_engine *e, tap_if *ifp, tap_pkt *p) noexcept nogil:
     """A packet to one of our addresses: echo reply, port/protocol unreachable, else drop."""
     cdef uint8_t *ip
     cdef uint8_t *icmp
     cdef uint32_t n
     ifp.stats[ST_LOCAL_IN] += 1
-    if p.frag != 0:
-        ifp.stats[ST_DROP_LOCAL] += 1        # no reassembly
+    if p.frag != 0 or not local_csum(e, ifp, p):
+        ifp.stats[ST_DROP_LOCAL] += 1        # no reassembly; no TCP here to take a super-frame
         return
     if p.proto == 1 and p.l4ok and p.icmp_type == 8:
         n = p.len - p.l4off
@@ -705,13 +957,15 @@ cdef void local4(tap_engine *e, tap_if *ifp, tap_pkt *p) noexcept nogil:
     else:
         ifp.stats[ST_DROP_LOCAL] += 1
 
-cdef void ip4_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n) noexcept nogil:
+cdef void ip4_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, const tap_vnet_hdr *vh) noexcept nogil:
     cdef tap_pkt p
     cdef int rc = parse_ip4(&p, f + ETH_HLEN, n - ETH_HLEN, ifp)
     cdef tap_route *r
     cdef uint16_t old
     if rc != 0:
         ifp.stats[-rc] += 1
+        return
+    if vh != NULL and (vh.flags or vh.gso_type) and vnet_apply(e, ifp, &p, vh) != 0:
         return
     if tap_pf_hook(e, PF_IN, ifp, &p) != PF_PASS:
         ifp.stats[ST_DROP_PF] += 1
@@ -783,21 +1037,26 @@ cdef void arp_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n) noexcept
         memcpy(r + 28, a + 24, 4)
         memcpy(r + 32, a + 8, 6)
         memcpy(r + 38, a + 14, 4)
-        frame_write(ifp, r, 42)
+        frame_xmit(e, ifp, r, 42, NULL)
         ifp.stats[ST_ARP_TX] += 1
 
 
 # ---- IPv6 -----------------------------------------------------------------------------------------
 cdef void ip6_output(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *nexthop) noexcept nogil:
+    cdef tap_pkt q
+    cdef uint8_t orig[1280 - 48]            # what icmp6_error quotes
+    cdef bint big = seg_len(p) > oif.mtu
+    if big and p.rcvif != NULL:
+        keep_original(&q, p, orig, sizeof(orig))
     if tap_pf_hook(e, PF_OUT, oif, p) != PF_PASS:
         oif.stats[ST_DROP_PF] += 1
         return
-    if p.len > oif.mtu:
+    if big:
         oif.stats[ST_DROP_MTU] += 1
         if p.rcvif != NULL:
-            icmp6_error(e, p, 2, 0, oif.mtu)
+            icmp6_error(e, &q, 2, 0, oif.mtu)
         return
-    eth_output(e, oif, p.l3 - ETH_HLEN, p.len + ETH_HLEN, AF_INET6, nexthop, p.rcvif)
+    eth_output(e, oif, p.l3 - ETH_HLEN, p.len + ETH_HLEN, AF_INET6, nexthop, p)
 
 cdef void ip6_send_local(tap_engine *e, uint8_t *l3, uint32_t len, tap_if *via) noexcept nogil:
     """Route and send a packet the router built; link-local destinations leave through `via`."""
@@ -995,7 +1254,7 @@ cdef void nd_input(tap_engine *e, tap_if *ifp, tap_pkt *p, const uint8_t *eth_sr
         put16(e.txbuf + 12, ET_IP6)
     else:
         eth_fill(e.txbuf, ll if ll != NULL else eth_src, ifp.mac, ET_IP6)
-    frame_write(ifp, e.txbuf, ETH_HLEN + 72)
+    frame_xmit(e, ifp, e.txbuf, ETH_HLEN + 72, NULL)
     ifp.stats[ST_ND_TX] += 1
 
 cdef void local6(tap_engine *e, tap_if *ifp, tap_pkt *p, const uint8_t *eth_src, int kind) noexcept nogil:
@@ -1003,7 +1262,7 @@ cdef void local6(tap_engine *e, tap_if *ifp, tap_pkt *p, const uint8_t *eth_src,
     cdef uint8_t *icmp
     cdef uint32_t n
     ifp.stats[ST_LOCAL_IN] += 1
-    if p.frag != 0 or p.l4 == NULL:
+    if p.frag != 0 or p.l4 == NULL or not local_csum(e, ifp, p):
         ifp.stats[ST_DROP_LOCAL] += 1
         return
     n = p.len - p.l4off
@@ -1029,13 +1288,15 @@ cdef void local6(tap_engine *e, tap_if *ifp, tap_pkt *p, const uint8_t *eth_src,
     else:
         ifp.stats[ST_DROP_LOCAL] += 1
 
-cdef void ip6_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n) noexcept nogil:
+cdef void ip6_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, const tap_vnet_hdr *vh) noexcept nogil:
     cdef tap_pkt p
     cdef int rc = parse_ip6(&p, f + ETH_HLEN, n - ETH_HLEN, ifp)
     cdef int kind
     cdef tap_route *r
     if rc != 0:
         ifp.stats[-rc] += 1
+        return
+    if vh != NULL and (vh.flags or vh.gso_type) and vnet_apply(e, ifp, &p, vh) != 0:
         return
     if tap_pf_hook(e, PF_IN, ifp, &p) != PF_PASS:
         ifp.stats[ST_DROP_PF] += 1
@@ -1062,7 +1323,7 @@ cdef void ip6_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n) noexcept
 
 
 # ---- the loop -------------------------------------------------------------------------------------
-cdef void eth_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n) noexcept nogil:
+cdef void eth_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, const tap_vnet_hdr *vh) noexcept nogil:
     cdef uint16_t et
     ifp.stats[ST_RX_FRAMES] += 1
     ifp.stats[ST_RX_BYTES] += n
@@ -1074,9 +1335,9 @@ cdef void eth_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n) noexcept
         return
     et = be16(f + 12)
     if et == ET_IP4:
-        ip4_input(e, ifp, f, n)
+        ip4_input(e, ifp, f, n, vh)
     elif et == ET_IP6:
-        ip6_input(e, ifp, f, n)
+        ip6_input(e, ifp, f, n, vh)
     elif et == ET_ARP:
         arp_input(e, ifp, f, n)
     else:
@@ -1087,6 +1348,7 @@ cdef void tap_run(tap_engine *e) noexcept nogil:
     cdef int i, k, nf = e.nif + 1
     cdef ssize_t n
     cdef uint64_t junk
+    cdef uint32_t hl
     for i in range(e.nif):
         fds[i].fd = e.ifs[i].fd
         fds[i].events = POLLIN
@@ -1101,13 +1363,18 @@ cdef void tap_run(tap_engine *e) noexcept nogil:
             for i in range(e.nif):
                 if not fds[i].revents:
                     continue
+                hl = TAP_VNET_HDR_LEN if e.vnet[i] else 0
                 for k in range(TAP_BATCH):
-                    n = read(fds[i].fd, e.rxbuf, TAP_FRAME_MAX)
+                    n = read(fds[i].fd, e.rxbuf, TAP_FRAME_MAX + hl)
                     if n < 0:
                         if errno != EAGAIN and errno != EINTR:
                             fds[i].fd = -1          # the device went away: stop polling it
                         break
-                    eth_input(e, &e.ifs[i], e.rxbuf, <uint32_t>n)
+                    if n < hl:
+                        e.ifs[i].stats[ST_DROP_SHORT] += 1
+                        continue
+                    eth_input(e, &e.ifs[i], e.rxbuf + hl, <uint32_t>(n - hl),
+                              <tap_vnet_hdr *>e.rxbuf if hl else NULL)
             if fds[e.nif].revents:
                 read(e.wakefd, &junk, 8)
         if e.now_ms >= e.next_timer_ms:
@@ -1195,10 +1462,12 @@ cdef class Datapath:
         if max_probes is not None:
             self.e.nbr_max_probes = max_probes
 
-    def add_interface(self, name, addresses=(), mac=None, mtu=None, create=True):
+    def add_interface(self, name, addresses=(), mac=None, mtu=None, create=True, vnet=False):
         """Create (create=True) or attach to (False) the TAP `name`; give the router `mac`
         (random locally administered when None) and `addresses` ("a.b.c.d/len", "x::y/len").
-        Returns the interface's index. For a created TAP the host link is brought up."""
+        vnet=True opens it with IFF_VNET_HDR and offers the kernel checksum offload and TSO
+        (VNET_OFFLOADS). Returns the interface's index. For a created TAP the host link is
+        brought up."""
         import ipaddress
         if self.running:
             raise RuntimeError("datapath running: configure before start()")
@@ -1233,11 +1502,18 @@ cdef class Datapath:
         cdef ifreq ifr
         memset(&ifr, 0, sizeof(ifr))
         strncpy(ifr.ifr_name, bname, 15)
-        ifr.ifr_flags = IFF_TAP | IFF_NO_PI
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet else 0)
         if ioctl(fd, TUNSETIFF, &ifr) < 0:
             err = errno
             close(fd)
             raise OSError(err, f"TUNSETIFF {name}: {os.strerror(err)}")
+        cdef int hsz = TAP_VNET_HDR_LEN
+        # also without vnet: an attached TAP may keep offloads a previous owner turned on
+        if (vnet and ioctl(fd, TUNSETVNETHDRSZ, &hsz) < 0) or \
+                ioctl(fd, TUNSETOFFLOAD, <unsigned long>(VNET_OFFLOADS if vnet else 0)) < 0:
+            err = errno
+            close(fd)
+            raise OSError(err, f"{name}: setting offloads: {os.strerror(err)}")
         cdef tap_if *ifp = &self.e.ifs[self.e.nif]
         memset(ifp, 0, sizeof(tap_if))
         ifp.fd = fd
@@ -1267,6 +1543,8 @@ cdef class Datapath:
             memcpy(ifp.a6[j + 1], <char *>iface.ip.packed, 16)
             ifp.p6[j + 1] = iface.network.prefixlen
         ifp.n6 = len(v6) + 1
+        self.e.vnet[ifp.index] = 1 if vnet else 0
+        memset(self.e.vstats[ifp.index], 0, sizeof(self.e.vstats[ifp.index]))
         self.e.nif += 1
         for iface in v4 + v6:
             self._add_route(iface.network, None, ifp.index)
@@ -1368,9 +1646,15 @@ cdef class Datapath:
         return p, b
 
     def stats(self, name):
-        """The engine's statistics of interface `name` as a dict (STAT_NAMES)."""
+        """The engine's statistics of interface `name` as a dict (STAT_NAMES, VSTAT_NAMES)."""
         cdef int i = self._index(name)
-        return {STAT_NAMES[k]: self.e.ifs[i].stats[k] for k in range(ST_NSTATS)}
+        d = {STAT_NAMES[k]: self.e.ifs[i].stats[k] for k in range(ST_NSTATS)}
+        d.update({VSTAT_NAMES[k]: self.e.vstats[i][k] for k in range(VS_NSTATS)})
+        return d
+
+    def vnet(self, name):
+        """True when interface `name` carries virtio_net_hdr offloads."""
+        return bool(self.e.vnet[self._index(name)])
 
     def start(self):
         if self.running:

@@ -1,31 +1,42 @@
 # cython: language_level=3
-"""pf_test on the datapath (FreeBSD 12.1 pf.c): filter evaluation over rulesets compiled at
-commit, keep state through pf_state's C table, TCP window tracking, UDP/ICMP/other pseudo-states,
-ICMP errors matched to the state of the packet they quote, block return, state purge.
+"""pf_test on the datapath (FreeBSD 12.1 pf.c): translation (nat/binat/rdr) and filter evaluation
+over rulesets compiled at commit, keep state through pf_state's C table with wire and stack keys,
+TCP window tracking, UDP/ICMP/other pseudo-states, ICMP errors matched to (and translated back
+through) the state of the packet they quote, block return, source tracking and its limits,
+pflog, state purge.
 
 Shape:
-- `Filter(core, datapath)` registers `core.rulesets.on_commit`; every commit of a filter ruleset
-  (any anchor) recompiles the main filter ruleset and the anchors it calls into C arrays
-  (`cf_gen`) outside any lock, then swaps `e.gen` under the engine lock (the state table's
+- `Filter(core, datapath)` registers `core.rulesets.on_commit`; every commit of a filter or
+  translation ruleset (any anchor) recompiles the main rulesets and the anchors they call into C
+  arrays (`cf_gen`) outside any lock, then swaps `e.gen` under the engine lock (the state table's
   `t.lock`, which the datapath holds for the length of one pf_test): no packet sees half a
   ruleset, and the control plane holds the lock for a pointer store.
-- Each rule compiles to a compact `cf_rule` (its match fields, three cache lines, the first one
-  or two all a rejected rule costs) that points at the committed `Rule.r`: packets, bytes and
-  states_cur/tot of the matched rule are bumped there in place. Evaluations (every rule looked
-  at, as FreeBSD counts them) go to a per-ruleset array that `Rule.ext_evals` points at
-  (DIOCGETRULE adds it) and are folded into `Rule.r.evaluations` when the generation is swapped.
+- Each rule compiles to a compact `cf_rule` (its match fields, one cache line) that points at the
+  committed `Rule.r`: packets, bytes and states_cur/tot of the matched rule are bumped there in
+  place. Evaluations (every rule looked at, as FreeBSD counts them) go to a per-ruleset array
+  that `Rule.ext_evals` points at (DIOCGETRULE adds it) and are folded into `Rule.r.evaluations`
+  when the generation is swapped. Runs of rules that differ only in one exact host address are
+  looked up by hash (cf_run), their evaluations counted as ranges.
+- Translation rules compile into the same records, as first-match walks (pf_match_translation);
+  pools, port allocation and the packet rewriting (incremental checksums, partial ones of vnet
+  frames included) are pf_nat's.
+- States point at the rules (and compiled rules) that made them; a replaced generation lives as
+  long as states or source nodes use it (cf_gen.refs), so counters and per-rule timeouts follow
+  a state for its whole life, as FreeBSD's rule references do.
 - Table addresses match through pf_table's nogil snapshots (`pfr_match_addr`: longest prefix,
   negated entries, root-table fallback for anchors, an inactive table never matches), which
-  pf_table republishes under the same lock after every table change (`Tables.bind_datapath`).
-- `pf_test_hook` is tap_engine.pf_test; it runs without the GIL, allocation-free (states come
-  from pf_state's pools).
-- A purge thread (PFTM_INTERVAL) unlinks expired states and recounts states_cur.
+  pf_table republishes under the same lock after every table change (`Tables.bind_datapath`);
+  matched table rules count through `pfr_dp_update_stats`.
+- `pf_test_hook` is tap_engine.pf_test; it runs without the GIL, allocation-free (states and
+  source nodes come from pf_state's pools).
+- A purge thread (PFTM_INTERVAL) unlinks expired states and source nodes, frees generations no
+  state uses, and adds overloading sources to their tables (under core.lock).
 
-What FreeBSD has and this does not (yet): per-table packet/byte counters and per-address counters
-of table rules (pfr_update_stats; match/nomatch are counted), no-route/urpf-failed addresses (never match), tags carried between the
-input and output pass of a packet, os fingerprints (never match), route-to/reply-to/dup-to,
-modulate/synproxy state (treated as keep state), source tracking and its limits, scrub, NAT/RDR/
-BINAT, logging to pflog.
+What FreeBSD has and this does not (yet): scrub (fragments are not reassembled: a fragment is
+filtered as pf_test_fragment does and never translated), route-to/reply-to/dup-to, os
+fingerprints (never match), no-route/urpf-failed addresses (never match), modulate/synproxy
+state (treated as keep state), tables in translation pools (such an entry translates nothing),
+anchor names in pflog records (the ruleset field stays empty).
 """
 import logging
 import os

@@ -48,9 +48,11 @@ class Side:
 
 class Topology:
     """Two namespaces around one router. `v6=False` disables IPv6 on the namespace side (an
-    IPv4-only link, for exact counter comparisons)."""
+    IPv4-only link, for exact counter comparisons). `vnet` (True, or a pair for A and B) opens the
+    router's TAPs with IFF_VNET_HDR and offloads (pf_config's `,vnet`)."""
 
-    def __init__(self, tag="", v6=True, mtu_b=1400, device=False, extra=(), net=71, command=None):
+    def __init__(self, tag="", v6=True, mtu_b=1400, device=False, extra=(), net=71, command=None,
+                 vnet=False):
         uid = f"{os.getpid() % 100000}{tag}"
         self.v6 = v6
         self.a = Side(f"dpA{uid}", f"dpa{uid}", f"10.{net}.1.2/24", f"10.{net}.1.1",
@@ -58,6 +60,7 @@ class Topology:
         self.b = Side(f"dpB{uid}", f"dpb{uid}", f"10.{net}.2.2/24", f"10.{net}.2.1",
                       f"fd{net}:2::2/64", f"fd{net}:2::1", MAC_B, mtu_b)
         self.far4 = f"10.{net + 1}.0.1"         # behind B, reached through a static route
+        self.a.vnet, self.b.vnet = tuple(vnet) if isinstance(vnet, (tuple, list)) else (vnet, vnet)
         self.tmp = tempfile.mkdtemp(prefix="pfdp-")
         self.device = os.path.join(self.tmp, "pf") if device else None
         self.log_path = os.path.join(self.tmp, "pfd.log")
@@ -68,7 +71,7 @@ class Topology:
                 "--stats-file", self.stats_path]
         args += ["--device", self.device] if device else ["--no-device"]
         for s in (self.a, self.b):
-            spec = f"{s.tap},{s.gw4}/24,{s.gw6}/64,mac={s.router_mac},mtu={s.mtu}"
+            spec = f"{s.tap},{s.gw4}/24,{s.gw6}/64,mac={s.router_mac},mtu={s.mtu}" + (",vnet" if s.vnet else "")
             args += ["--interface", spec]
         args += ["--route", f"10.{net + 1}.0.0/16,{self.b.ip4}", *extra]
         # another router (the benchmark's C baseline): command(topology) -> argv; it must create
