@@ -3,7 +3,7 @@
 # allocation, and rewriting a packet in place with incremental checksums. The translation rules
 # themselves are matched by pf_test (the same compiled walk as filter rules, first match wins).
 # Everything here runs without the GIL on C structs, allocation-free.
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t
 from pfkern.pfvar cimport pf_addr
 from pfkern.pfvar_priv cimport pf_state_table
 from pfkern.pf_tap cimport tap_pkt
@@ -21,6 +21,7 @@ ctypedef struct cf_pooladdr:
     uint8_t af                  # Linux AF_INET / AF_INET6; 0 = the rule's family
     pf_addr addr
     pf_addr mask
+    int16_t ifidx               # route-to pools: the entry's interface (tap_if.index), -1 none
 
 # A rule's pool (struct pf_pool): its addresses and the round-robin / random position, which
 # lives as long as the compiled generation (FreeBSD keeps it in the rule).
@@ -53,6 +54,10 @@ cdef int nat_get_sport(pf_state_table *t, cf_pool *pool, uint8_t af, uint8_t pro
                        const pf_addr *saddr, uint16_t sport, const pf_addr *daddr, uint16_t dport,
                        pf_addr *naddr, uint16_t *nport, uint16_t low, uint16_t high,
                        uint64_t *rng, const pf_addr *sticky) noexcept nogil
+
+# The first usable entry of the pool whose network holds a (route-to: the interface of the address
+# nat_map_addr chose); -1 when none.
+cdef int nat_pool_entry(const cf_pool *pool, uint8_t af, const pf_addr *a) noexcept nogil
 
 # Rewrite the packet's source (src = True) or destination address and port in place: addresses
 # in the IP header (IPv4 header checksum), ports of TCP/UDP or the ICMP/ICMPv6 echo id, and the

@@ -278,6 +278,14 @@ cdef int nat_get_sport(pf_state_table *t, cf_pool *pool, uint8_t af, uint8_t pro
             return 1
 
 
+cdef int nat_pool_entry(const cf_pool *pool, uint8_t af, const pf_addr *a) noexcept nogil:
+    cdef int k
+    for k in range(pool.n):
+        if usable(&pool.a[k], af) and in_net(a, &pool.a[k].addr, &pool.a[k].mask, af):
+            return k
+    return -1
+
+
 # ---- rewriting -----------------------------------------------------------------------------------------
 cdef inline int l4_csum_off(uint8_t proto) noexcept nogil:
     if proto == IPPROTO_TCP:

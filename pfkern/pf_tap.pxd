@@ -13,7 +13,7 @@
 # may hand us TCP super-frames up to 64 KiB (GSO) and partial checksums; tap_pkt carries these
 # facts (csum_partial, gso_*) through pf_test to the output, where a vnet interface gets them back
 # in its header and any other interface gets complete checksums and MSS-sized segments (software).
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t
 
 cdef enum:
     TAP_MAXIF = 16
@@ -25,6 +25,8 @@ cdef enum:
     TAP_PEND_FRAME = 9216 + 14
     TAP_FRAME_MAX = 65536 + 14
     TAP_BATCH = 64              # frames read from one fd before looking at the others
+    TAP_RT_ROUTE = 1            # tap_pkt.rt_kind: leave by rt_ifidx towards rt_addr instead
+    TAP_RT_DUP = 2              # ... send a copy that way, the packet goes on as routed
     TAP_VNET_HDR_LEN = 10       # sizeof(struct virtio_net_hdr)
     TAP_VNET_F_NEEDS_CSUM = 1   # VIRTIO_NET_HDR_F_NEEDS_CSUM
     TAP_VNET_F_DATA_VALID = 2   # VIRTIO_NET_HDR_F_DATA_VALID
@@ -142,6 +144,13 @@ ctypedef struct tap_pkt:
                                 # for TCP/UDP)
     uint16_t csum_offset        # csum_partial: the checksum field, from csum_start (16 TCP, 6 UDP)
     uint16_t gso_hdr_len        # the header's hdr_len, passed on unchanged
+    # pf's route-to / reply-to / dup-to for the pass just made (pf_route): set by pf_test, acted
+    # on by the router after the hook; rt_hops counts how often pf rerouted this packet
+    # (FreeBSD's pf_mtag->routed: past 3 it is dropped).
+    uint8_t rt_kind             # 0 none, TAP_RT_ROUTE, TAP_RT_DUP
+    uint8_t rt_hops
+    int16_t rt_ifidx            # tap_if.index to leave by
+    uint8_t rt_addr[16]         # next hop; all zero: the packet's destination
 
 # pf_test's slot: called on input (PF_IN, rcvif) and output (PF_OUT, oif) of every IP packet;
 # returns PF_PASS or PF_DROP. May rewrite the packet in place (NAT) keeping its length. The
@@ -202,6 +211,7 @@ ctypedef struct tap_engine:
     uint8_t vnet[TAP_MAXIF]                     # 1: ifs[i] was opened with IFF_VNET_HDR
     uint64_t vstats[TAP_MAXIF][VS_NSTATS]
     tap_vnet_hdr pend_vh[TAP_PEND_SLOTS]        # the offloads of pend[i]'s frame
+    uint8_t dupbuf[TAP_FRAME_MAX + 64]  # dup-to's copy (Ethernet room before its IP header)
 
 # The hook: pf_test (or PF_PASS when none is installed), then the kif counters.
 cdef int tap_pf_hook(tap_engine *e, int dir, tap_if *ifp, tap_pkt *p) noexcept nogil

@@ -212,6 +212,7 @@ cdef inline int af_index(uint8_t af) noexcept nogil:
 # ---- the pf_test hook ---------------------------------------------------------------------------
 cdef int tap_pf_hook(tap_engine *e, int dir, tap_if *ifp, tap_pkt *p) noexcept nogil:
     cdef int action = PF_PASS
+    p.rt_kind = 0
     if e.pf_test != NULL:
         action = e.pf_test(e.pf_ctx, dir, ifp, p)
     cdef int i = af_index(p.af) * 4 + (0 if dir == PF_IN else 2) + (0 if action == PF_PASS else 1)
@@ -288,6 +289,7 @@ cdef int parse_ip4(tap_pkt *p, uint8_t *l3, uint32_t avail, tap_if *rcvif) noexc
     p.dst = l3 + 16
     p.rcvif = rcvif
     p.pf_tag = 0
+    p.rt_kind = p.rt_hops = 0
     pkt_no_offload(p)
     if off & 0x1fff:
         p.frag = 2
@@ -317,6 +319,7 @@ cdef int parse_ip6(tap_pkt *p, uint8_t *l3, uint32_t avail, tap_if *rcvif) noexc
     p.dst = l3 + 24
     p.rcvif = rcvif
     p.pf_tag = 0
+    p.rt_kind = p.rt_hops = 0
     pkt_no_offload(p)
     p.frag = 0
     cdef uint8_t nxt = l3[6]
@@ -837,6 +840,52 @@ cdef void keep_original(tap_pkt *q, tap_pkt *p, uint8_t *buf, uint32_t size) noe
         q.l4 = buf + p.l4off
     q.len = n
 
+cdef bint pf_route(tap_engine *e, tap_pkt *p, tap_if *cur) noexcept nogil:
+    """pf_route: pf asked to route (or copy) the packet by rt_ifidx towards rt_addr. cur is the
+    interface of the output pass that asked (NULL on input). True: the packet is gone (routed,
+    or dropped after too many reroutes); False: it goes on as the router would send it."""
+    cdef tap_if *oif
+    cdef const uint8_t *nh
+    cdef tap_pkt d
+    cdef uint8_t kind = p.rt_kind
+    p.rt_kind = 0
+    if p.rt_ifidx < 0 or p.rt_ifidx >= e.nif or p.rt_hops >= 3:
+        if kind == TAP_RT_DUP:
+            return False
+        if cur != NULL:
+            cur.stats[ST_DROP_PF] += 1
+        elif p.rcvif != NULL:
+            p.rcvif.stats[ST_DROP_PF] += 1
+        return True
+    oif = &e.ifs[p.rt_ifidx]
+    if kind == TAP_RT_DUP:
+        if p.l3 >= e.dupbuf and p.l3 < e.dupbuf + sizeof(e.dupbuf):
+            return False                    # a copy is not copied again
+        d = p[0]
+        memcpy(e.dupbuf + 64, p.l3, p.len)
+        d.l3 = e.dupbuf + 64
+        d.src = d.l3 + (p.src - p.l3)
+        d.dst = d.l3 + (p.dst - p.l3)
+        if p.l4 != NULL:
+            d.l4 = d.l3 + p.l4off
+        d.rt_hops = p.rt_hops + 1
+        nh = &d.rt_addr[0] if memcmp(d.rt_addr, ZERO16, 16) != 0 else <const uint8_t *>d.dst
+        if d.af == AF_INET:
+            ip4_output(e, oif, &d, nh)
+        else:
+            ip6_output(e, oif, &d, nh)
+        return False
+    p.rt_hops += 1
+    nh = &p.rt_addr[0] if memcmp(p.rt_addr, ZERO16, 16) != 0 else <const uint8_t *>p.dst
+    if cur == oif:                          # the same way out: only the next hop changes
+        eth_output(e, oif, p.l3 - ETH_HLEN, p.len + ETH_HLEN, p.af, nh, p)
+    elif p.af == AF_INET:
+        ip4_output(e, oif, p, nh)           # pf_test out on the new interface first
+    else:
+        ip6_output(e, oif, p, nh)
+    return True
+
+
 cdef void ip4_output(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *nexthop) noexcept nogil:
     """pf_test out, then MTU, then the neighbour (ip_output's order: pfil before the size check)."""
     cdef tap_pkt q
@@ -846,6 +895,8 @@ cdef void ip4_output(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *next
         keep_original(&q, p, orig, p.l4off + 8)
     if tap_pf_hook(e, PF_OUT, oif, p) != PF_PASS:
         oif.stats[ST_DROP_PF] += 1
+        return
+    if p.rt_kind and pf_route(e, p, oif):
         return
     if big:
         oif.stats[ST_DROP_MTU] += 1
@@ -970,6 +1021,8 @@ cdef void ip4_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, const ta
     if tap_pf_hook(e, PF_IN, ifp, &p) != PF_PASS:
         ifp.stats[ST_DROP_PF] += 1
         return
+    if p.rt_kind and pf_route(e, &p, NULL):
+        return
     if ours4(e, p.dst):
         local4(e, ifp, &p)
         return
@@ -1050,6 +1103,8 @@ cdef void ip6_output(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *next
         keep_original(&q, p, orig, sizeof(orig))
     if tap_pf_hook(e, PF_OUT, oif, p) != PF_PASS:
         oif.stats[ST_DROP_PF] += 1
+        return
+    if p.rt_kind and pf_route(e, p, oif):
         return
     if big:
         oif.stats[ST_DROP_MTU] += 1
@@ -1300,6 +1355,8 @@ cdef void ip6_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, const ta
         return
     if tap_pf_hook(e, PF_IN, ifp, &p) != PF_PASS:
         ifp.stats[ST_DROP_PF] += 1
+        return
+    if p.rt_kind and pf_route(e, &p, NULL):
         return
     kind = ours6(e, ifp, p.dst)
     if kind:

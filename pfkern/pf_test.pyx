@@ -50,7 +50,7 @@ from libc.stdlib cimport malloc, calloc, free
 cdef extern from "<stdlib.h>" nogil:
     int posix_memalign(void **, size_t, size_t)
 from libc.string cimport memset, memcpy, memcmp, strncpy, strlen
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, uintptr_t
 
 from pfkern.pfvar cimport *   # the header's types and constants
 from pfkern.pfvar_priv cimport (pf_state_table, pf_state_key_cmp, pf_kstate, pf_kstate_peer,
@@ -69,7 +69,8 @@ from pfkern.pf_util cimport put_cstr
 from pfkern.pf_rule cimport PoolAddr
 from pfkern.pf_log cimport pflog_rule
 from pfkern.pf_nat cimport (cf_pool, cf_pooladdr, NP_ADDR, NP_NONE, nat_get_sport, nat_map_addr,
-                            nat_poolmask, nat_rewrite, nat_rewrite_icmp_error)
+                            nat_poolmask, nat_rewrite, nat_rewrite_icmp_error, nat_pool_entry)
+from pfkern.pf_tap cimport TAP_RT_ROUTE, TAP_RT_DUP
 from pfkern.pf cimport PfCore
 from pfkern.pf_tap cimport tap_if, tap_pkt, tap_engine, Datapath
 
@@ -935,6 +936,18 @@ cdef bint src_connlimit(pf_engine *e, pf_kstate *st, uint32_t now) noexcept nogi
     return True
 
 
+cdef int route_target(pf_engine *e, cf_pool *pool, pdesc *pd, pf_addr *addr) noexcept nogil:
+    """pf_map_addr for route-to: the next hop from the rule's pool and its interface
+    (tap_if.index), -1 when the pool has none for the packet's family or names no interface."""
+    cdef int k
+    if nat_map_addr(pool, pd.af, pd.src, addr, NULL, &e.rng, NULL):
+        return -1
+    k = nat_pool_entry(pool, pd.af, addr)
+    if k < 0 or pool.a[k].ifidx < 0:
+        return -1
+    return pool.a[k].ifidx
+
+
 cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc *pd,
                       const pf_state_key_cmp *wire, const pf_state_key_cmp *stack, pf_kstate **sm,
                       int *reason, uint32_t now) noexcept nogil:
@@ -949,6 +962,7 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc
     cdef char ifname[16]
     cdef pf_ksrc_node *sn = NULL
     cdef pf_ksrc_node *nsn = NULL
+    cdef int k
     if r.max_states and r.u_states_cur >= r.max_states:
         e.status.lcounters[LCNT_STATES] += 1
         reason_set(e, reason, PFRES_MAXSTATES)
@@ -972,6 +986,16 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc
         drop_src_node(e, sn)
         drop_src_node(e, nsn)
         return PF_DROP
+    if cr != NULL and cr.pool != NULL and r.rt != PF_FASTROUTE and r.rt != 0:
+        # route-to / reply-to / dup-to: the state keeps where its packets go
+        k = route_target(e, cr.pool, pd, &st.rt_addr)
+        if k < 0:
+            pf_state_release(e.t, st)
+            reason_set(e, reason, PFRES_MAPFAILED)
+            drop_src_node(e, sn)
+            drop_src_node(e, nsn)
+            return PF_DROP
+        st.rt_if = <uint8_t>(k + 1)
     st.rule = r.nr
     st.anchor = a.nr if a != NULL else PF_NO_RULE
     st.nat_rule = PF_NO_RULE
@@ -1384,7 +1408,33 @@ cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *rea
             s.bytes[dirndx] += pd.tot_len
         if rm != NULL:
             count_tables(rm, r, s, &pd, action)
+    if action == PF_PASS and r.rt > PF_FASTROUTE and rm != NULL:
+        want_route(e, r, rm, s, &pd)
     return action
+
+
+cdef void want_route(pf_engine *e, pf_rule *r, cf_cold *rm, pf_kstate *s, pdesc *pd) noexcept nogil:
+    """pf_route's decision: route-to in the rule's direction, reply-to against it, dup-to both
+    ways; where to from the state (rt_addr, rt_kif) or, without one, from the rule's pool. The
+    router acts on tap_pkt.rt_* after the hook."""
+    cdef tap_pkt *p = pd.p
+    cdef pf_addr a
+    cdef int k
+    if r.rt != PF_DUPTO and (r.rt == PF_REPLYTO) == (r.direction == pd.dir):
+        return
+    if s != NULL and s.rt_if:
+        k = s.rt_if - 1
+        memcpy(p.rt_addr, &s.rt_addr, 16)
+    elif rm.pool != NULL:
+        memset(&a, 0, sizeof(a))
+        k = route_target(e, rm.pool, pd, &a)
+        memcpy(p.rt_addr, &a, 16)
+    else:
+        return
+    if pd.af == AF_INET:
+        memset(p.rt_addr + 4, 0, 12)
+    p.rt_ifidx = <int16_t>k
+    p.rt_kind = TAP_RT_DUP if r.rt == PF_DUPTO else TAP_RT_ROUTE
 
 
 cdef void count_tables(cf_cold *rm, pf_rule *r, pf_kstate *s, pdesc *pd, int action) noexcept nogil:
@@ -1644,6 +1694,8 @@ cdef class _Compiler:
                 cr.quick = 1
                 if rule.anchor is None:
                     cc.pool = self.pool(rule, cr.af)
+            elif r.rt in (PF_ROUTETO, PF_REPLYTO, PF_DUPTO) and rule.anchor is None:
+                cc.pool = self.pool(rule, cr.af)
             if variant:
                 # inbound binat: the packet's source against the rule's destination (with the
                 # source's skip steps, as pf_match_translation does), its destination against
@@ -1689,25 +1741,28 @@ cdef class _Compiler:
         entries = []
         for pa in rule.pool:
             t = pa.pa.addr.type
+            ifname = pa.pa.ifname[:16].split(b"\0", 1)[0].decode("latin-1")
+            ifidx = self.ifindex.get(ifname, -1) if ifname else -1
             if t == PF_ADDR_ADDRMASK:
                 paf = AF_INET6 if pa.af == AF_INET6_BSD else (pa.af or af)
                 entries.append((NP_ADDR, paf, bytes((<char *>&pa.pa.addr.v.a.addr)[:16]),
-                                bytes((<char *>&pa.pa.addr.v.a.mask)[:16])))
+                                bytes((<char *>&pa.pa.addr.v.a.mask)[:16]), ifidx))
             elif t == PF_ADDR_DYNIFTL:
                 memset(&ra, 0, sizeof(ra))
                 ra.addr = pa.pa.addr
                 d = self.dyn(&ra, af)
                 for j in range(d.n):
                     entries.append((NP_ADDR, d.af[j], bytes((<char *>&d.addr[j])[:16]),
-                                    bytes((<char *>&d.mask[j])[:16])))
+                                    bytes((<char *>&d.mask[j])[:16]), ifidx))
             else:
-                entries.append((NP_NONE, af, b"\0" * 16, b"\0" * 16))
+                entries.append((NP_NONE, af, b"\0" * 16, b"\0" * 16, ifidx))
         pl.n = len(entries)
         pl.a = <cf_pooladdr *>self.gen.alloc(sizeof(cf_pooladdr) * max(pl.n, 1))
-        for i, (kind, paf, addr, mask) in enumerate(entries):
+        for i, (kind, paf, addr, mask, ifidx) in enumerate(entries):
             e = &pl.a[i]
             e.kind = kind
             e.af = paf
+            e.ifidx = ifidx
             memcpy(&e.addr, <char *>addr, 16)
             memcpy(&e.mask, <char *>mask, 16)
         pl.opts = rule.r.rpool.opts

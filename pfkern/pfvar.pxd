@@ -72,6 +72,11 @@ cdef extern from "net/pfvar.h" nogil:
         PFRULE_RETURNRST
         PFRULE_FRAGMENT
         PFRULE_SRCTRACK
+        PF_FASTROUTE
+        PF_ROUTETO
+        PF_DUPTO
+        PF_REPLYTO
+        PFRES_MAPFAILED
         PFRULE_RULESRCTRACK
         PF_FLUSH
         PF_FLUSH_GLOBAL

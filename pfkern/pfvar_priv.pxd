@@ -125,6 +125,7 @@ cdef struct pf_kstate:
     void *nat_r
     void *rule_c                  # pf_test's compiled rule (cf_cold *) of rule_r / anchor_r
     void *anchor_c
+    uint8_t rt_if                 # route-to/reply-to/dup-to: the datapath interface + 1 (rt_kif)
 
 
 # --- source nodes (FreeBSD pf_src_node) ------------------------------------------------------

@@ -199,6 +199,32 @@ def tcp_burst(host, port, n, src="", timeout=1.0):
     out({"results": results, "first_again": again})
 
 
+def udp_echo_on(addr, port):
+    """UDP echo bound to one address (so replies leave from it), datagrams back reversed."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, int(port)))
+    out({"listening": True})
+    while True:
+        d, a = s.recvfrom(65536)
+        s.sendto(d[::-1], a)
+
+
+def udp_from(src, host, port, count, timeout=1.0):
+    """Datagrams from a chosen local address to a UDP echo: how many came back."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    s.settimeout(float(timeout))
+    s.connect((host, int(port)))
+    ok = 0
+    for i in range(int(count)):
+        s.send(b"ping %d" % i)
+        try:
+            ok += s.recv(100) == (b"ping %d" % i)[::-1]
+        except (socket.timeout, ConnectionRefusedError):
+            pass
+    out({"ok": ok})
+
+
 if __name__ == "__main__":
     cmd, *argv = sys.argv[1:]
     globals()[cmd](*argv)

@@ -26,8 +26,9 @@ def net():
     t = FilterNet(tag="s", net=90, v6=False).start()
     try:
         t.dev.start()
-        nspawn(t, t.b, "echo_threads", t.b.ip4, PORT)
-        SPAWNED.clear()                     # the server stays for the module
+        server, _ = nspawn(t, t.b, "echo_threads", t.b.ip4, PORT)
+        SPAWNED.remove(server)
+        t.procs.append(server)          # for the module: Topology.close stops it
         for extra in (3, 4, 5):
             t.ns(t.a, "ip", "addr", "add", f"10.90.1.{extra}/24", "dev", t.a.tap)
         yield t

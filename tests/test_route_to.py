@@ -1,0 +1,97 @@
+"""route-to, reply-to and dup-to (pf_route): packets leave by the interface and next hop a rule's
+pool names instead of the routing table's, for the rule's direction (route-to), the replies
+(reply-to), or as a copy (dup-to)."""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from filter_net import AF_INET, ICMP, PF_IN, PF_OUT, PF_PASS, UDP, FilterNet, rule
+from rules_util import pool_addr
+from test_nat import SPAWNED, nprobe, nspawn
+
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+                                 reason="needs root and /dev/net/tun"),
+              pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")]
+
+PF_ROUTETO, PF_DUPTO, PF_REPLYTO = 2, 3, 4
+UDP_PORT = 5361
+UNROUTED = "10.98.0.1"          # an address of B's the router has no route to
+WRONGWAY = "10.97.0.5"          # an address of B's the router routes towards A
+
+
+@pytest.fixture(scope="module")
+def net():
+    t = FilterNet(tag="o", net=92, v6=False, extra=["--route", "10.97.0.0/16,10.92.1.2"]).start()
+    try:
+        t.dev.start()
+        for a in (UNROUTED, WRONGWAY):
+            t.ns(t.b, "ip", "addr", "add", f"{a}/32", "dev", "lo")
+        server, _ = nspawn(t, t.b, "udp_echo_on", UNROUTED, UDP_PORT)
+        SPAWNED.remove(server)
+        t.procs.append(server)          # for the module: Topology.close stops it
+        t.fspawn(t.a, "udp_echo", UDP_PORT, 0)
+        yield t
+        assert t.alive(), "pfd died:\n" + t.output()
+    finally:
+        t.close()
+
+
+@pytest.fixture
+def f(net):
+    yield net
+    net.flush()
+    from pfkern.client import DIOCCLRSTATES, pfioc_state_kill
+    net.dev.ioctl(DIOCCLRSTATES, pfioc_state_kill())
+
+
+def routed(kind, via, gw, **kw):
+    """A pass rule with `route-to|reply-to|dup-to (via gw)`."""
+    r = rule(PF_PASS, af=AF_INET, no_flags=1, rt=kind, **kw)
+    return (r, [pool_addr(gw, ifname=via)])
+
+
+def test_route_to_sends_where_the_table_cannot(f):
+    f.load([rule(PF_PASS, keep_state=0, no_flags=1)])
+    assert f.fprobe(f.a, "udp_send", UNROUTED, UDP_PORT, 2, 0.5)["ok"] == 0     # no route
+    f.load([rule(PF_PASS, keep_state=0, no_flags=1),
+            routed(PF_ROUTETO, f.b.tap, f.b.ip4, direction=PF_IN, ifname=f.a.tap, quick=1,
+                   proto=UDP, dst="10.98.0.0/16")])
+    assert f.fprobe(f.a, "udp_send", UNROUTED, UDP_PORT, 3, 1.0)["ok"] == 3
+    (st,) = [s for s in f.states() if s.proto == UDP]
+    assert bytes(st.rt_addr)[:4] == bytes(map(int, f.b.ip4.split(".")))
+
+
+def test_reply_to_sends_replies_back_the_way_they_came(f):
+    """B writes from an address the router routes towards A: the replies would go astray; with
+    reply-to on B's side they leave by B's interface to B."""
+    f.load([rule(PF_PASS, keep_state=0, no_flags=1)])
+    assert nprobe(f, f.b, "udp_from", WRONGWAY, f.a.ip4, UDP_PORT, 2, 0.5)["ok"] == 0
+    f.load([rule(PF_PASS, keep_state=0, no_flags=1),
+            routed(PF_REPLYTO, f.b.tap, f.b.ip4, direction=PF_IN, ifname=f.b.tap, quick=1,
+                   proto=UDP, src="10.97.0.0/16")])
+    assert nprobe(f, f.b, "udp_from", WRONGWAY, f.a.ip4, UDP_PORT, 3, 1.0)["ok"] == 3
+
+
+def test_dup_to_copies_and_the_original_goes_on(f, tmp_path):
+    pcap = str(tmp_path / "a.pcap")
+    cap = subprocess.Popen(["ip", "netns", "exec", f.a.ns, "tcpdump", "-U", "--immediate-mode", "-Z", "root", "-n", "-i", f.a.tap,
+                            "-w", pcap, "icmp"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in cap.stderr.readline()
+        f.load([rule(PF_PASS, keep_state=0, no_flags=1),
+                routed(PF_DUPTO, f.a.tap, f.a.ip4, direction=PF_OUT, ifname=f.b.tap, quick=1,
+                       proto=ICMP, keep_state=0)])
+        assert f.pings(f.a, f.b.ip4, count=3) == 3            # the originals reach B
+        time.sleep(0.3)
+    finally:
+        cap.terminate()
+        cap.wait()
+    res = subprocess.run(["tcpdump", "-n", "-r", pcap], capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    # A's tap carries A's own requests (to B) and the copies pfd sent back: twice as many
+    requests = [ln for ln in out.splitlines() if f"> {f.b.ip4}: ICMP echo request" in ln]
+    assert len(requests) == 6, out
