@@ -61,6 +61,7 @@ class FilterNet(Topology):
     def __init__(self, tag="f", net=81, **kw):
         super().__init__(tag=tag, device=True, net=net, **kw)
         self.dev = None
+        self.test_procs = []            # one test's processes (reset() stops them)
 
     def _start(self):
         super()._start()
@@ -123,3 +124,30 @@ def wait_for(pred, timeout=5.0, step=0.05):
             return v
         time.sleep(step)
     return pred()
+
+
+def module_net(tag, net, setup=None, **kw):
+    """A test module's FilterNet (a generator for a module-scoped fixture): pfd started with pf
+    enabled, setup(t) run (servers, addresses); after the module, pfd must still be alive."""
+    t = FilterNet(tag=tag, net=net, **kw).start()
+    try:
+        t.dev.start()
+        if setup is not None:
+            setup(t)
+        yield t
+        assert t.alive(), "pfd died:\n" + t.output()
+    finally:
+        t.close()
+
+
+def reset(t):
+    """Between tests: the test's own processes stopped, no rules, no states, no source nodes."""
+    from pfkern.client import DIOCCLRSRCNODES, DIOCCLRSTATES, pfioc_state_kill
+    while t.test_procs:
+        p = t.test_procs.pop()
+        p.kill()
+        p.wait()
+    t.flush()
+    t.dev.ioctl(DIOCCLRSTATES, pfioc_state_kill())
+    t.dev.ioctl(DIOCCLRSRCNODES)
+    assert t.alive(), t.output()

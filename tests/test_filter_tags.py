@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from filter_net import AF_INET, PF_DROP, PF_IN, PF_OUT, PF_PASS, UDP, FilterNet, rule
+from filter_net import AF_INET, PF_DROP, PF_IN, PF_OUT, PF_PASS, UDP, module_net, reset, rule
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
                                 reason="needs root and /dev/net/tun")
@@ -15,22 +15,13 @@ PFRULE_IFBOUND = 0x10000
 
 @pytest.fixture(scope="module")
 def net():
-    t = FilterNet(tag="t", net=85, v6=False).start()
-    try:
-        t.dev.start()
-        t.fspawn(t.b, "udp_echo", UDP_PORT, 0)
-        yield t
-        assert t.alive(), "pfd died:\n" + t.output()
-    finally:
-        t.close()
+    yield from module_net("t", 85, lambda t: t.fspawn(t.b, "udp_echo", UDP_PORT, 0), v6=False)
 
 
 @pytest.fixture
 def f(net):
     yield net
-    net.flush()
-    from pfkern.client import DIOCCLRSTATES, pfioc_state_kill
-    net.dev.ioctl(DIOCCLRSTATES, pfioc_state_kill())
+    reset(net)
 
 
 def nost(**kw):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import compile_c
-from filter_net import AF_INET, ICMP, PF_IN, PF_OUT, PF_PASS, TCP, UDP, FilterNet, rule
+from filter_net import AF_INET, ICMP, PF_IN, PF_OUT, PF_PASS, TCP, UDP, module_net, reset, rule
 from pfkern.client.constants import PF_BINAT, PF_NAT, PF_NONAT, PF_RDR
 from rules_util import make_rule, pool_addr
 
@@ -24,33 +24,20 @@ PROBE = os.path.join(HERE, "nat_probe.py")
 ECHO_PORT = 5400
 
 
+def servers(t):
+    t.fspawn(t.b, "echo_server", ECHO_PORT, 0)
+    t.fspawn(t.b, "udp_echo", 5301, 0)
+
+
 @pytest.fixture(scope="module")
 def net():
-    t = FilterNet(tag="n", net=86, v6=False).start()
-    try:
-        t.dev.start()
-        t.fspawn(t.b, "echo_server", ECHO_PORT, 0)
-        t.fspawn(t.b, "udp_echo", 5301, 0)
-        yield t
-        assert t.alive(), "pfd died:\n" + t.output()
-    finally:
-        t.close()
-
-
-SPAWNED = []
+    yield from module_net("n", 86, servers, v6=False)
 
 
 @pytest.fixture
 def f(net):
     yield net
-    while SPAWNED:                  # this test's clients and servers
-        p = SPAWNED.pop()
-        p.kill()
-        p.wait()
-    net.flush()
-    from pfkern.client import DIOCCLRSTATES, pfioc_state_kill
-    net.dev.ioctl(DIOCCLRSTATES, pfioc_state_kill())
-    assert net.alive(), net.output()
+    reset(net)
 
 
 def nat_rule(action, pool, *, proxy=(50001, 65535), opts=0, **kw):
@@ -65,10 +52,12 @@ def nprobe(t, side, *args, timeout=40):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def nspawn(t, side, *args):
+def nspawn(t, side, *args, keep=False):
+    """A nat_probe server or client in a namespace; stopped after the test (or, keep=True, with
+    the topology)."""
     p = subprocess.Popen(["ip", "netns", "exec", side.ns, sys.executable, PROBE, *map(str, args)],
                          stdout=subprocess.PIPE, text=True)
-    SPAWNED.append(p)
+    (t.procs if keep else t.test_procs).append(p)
     return p, json.loads(p.stdout.readline())
 
 
@@ -208,7 +197,7 @@ def test_binat_maps_both_ways(f):
     ext = "10.99.5.50"
     binat = nat_rule(PF_BINAT, [ext], af=AF_INET, ifname=f.b.tap, src=f.a.ip4)
     f.load([binat, rule(PF_PASS)])
-    SPAWNED.append(f.fspawn(f.a, "echo_server", ECHO_PORT + 7, 0)[0])
+    f.test_procs.append(f.fspawn(f.a, "echo_server", ECHO_PORT + 7, 0)[0])
     p, first = nspawn(f, f.a, "tcp_hold", f.b.ip4, ECHO_PORT, "/nonexistent-trigger", 0.5)
     (_, peer), = peers(f, f.b, ECHO_PORT)
     assert peer.rsplit(":", 1) == [ext, first["local"].rsplit(":", 1)[1]]   # address only
@@ -224,7 +213,7 @@ def pool_sources(f, opts, n=4):
     pool = ["10.99.6.1", "10.99.6.2"]
     f.load([nat_rule(PF_NAT, pool, opts=opts, af=AF_INET, ifname=f.b.tap, src=f"{f.a.gw4}/24"),
             rule(PF_PASS)])
-    SPAWNED.append(nspawn(f, f.b, "echo_threads", f.b.ip4, ECHO_PORT + 9)[0])
+    nspawn(f, f.b, "echo_threads", f.b.ip4, ECHO_PORT + 9)
     res = nprobe(f, f.a, "tcp_burst", f.b.ip4, ECHO_PORT + 9, n)
     assert res["results"] == ["ok"] * n, res
     # the translated source of each connection: the wire key of its outbound state

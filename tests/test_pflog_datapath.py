@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from filter_net import AF_INET, ICMP, PF_DROP, PF_IN, PF_OUT, PF_PASS, UDP, FilterNet, rule
+from filter_net import AF_INET, ICMP, PF_DROP, PF_IN, PF_OUT, PF_PASS, UDP, module_net, rule
 from pfkern.client.constants import PF_NAT
 from rules_util import make_rule, pool_addr
 
@@ -25,15 +25,10 @@ UDP_PORT = 5331
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("pflog") / "pflog.pcap")
-    t = FilterNet(tag="l", net=89, v6=False, extra=["--pflog", path]).start()
-    t.pflog_path = path
-    try:
-        t.dev.start()
-        t.fspawn(t.b, "udp_echo", UDP_PORT, 0)
+    for t in module_net("l", 89, lambda t: t.fspawn(t.b, "udp_echo", UDP_PORT, 0), v6=False,
+                        extra=["--pflog", path]):
+        t.pflog_path = path
         yield t
-        assert t.alive(), "pfd died:\n" + t.output()
-    finally:
-        t.close()
 
 
 def records(path, want, timeout=8.0):

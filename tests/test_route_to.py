@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from filter_net import AF_INET, ICMP, PF_IN, PF_OUT, PF_PASS, UDP, FilterNet, rule
+from filter_net import AF_INET, ICMP, PF_IN, PF_OUT, PF_PASS, UDP, module_net, reset, rule
 from rules_util import pool_addr
-from test_nat import SPAWNED, nprobe, nspawn
+from test_nat import nprobe, nspawn
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
                                  reason="needs root and /dev/net/tun"),
@@ -22,29 +22,22 @@ UNROUTED = "10.98.0.1"          # an address of B's the router has no route to
 WRONGWAY = "10.97.0.5"          # an address of B's the router routes towards A
 
 
+def setup(t):
+    for a in (UNROUTED, WRONGWAY):
+        t.ns(t.b, "ip", "addr", "add", f"{a}/32", "dev", "lo")
+    nspawn(t, t.b, "udp_echo_on", UNROUTED, UDP_PORT, keep=True)
+    t.fspawn(t.a, "udp_echo", UDP_PORT, 0)
+
+
 @pytest.fixture(scope="module")
 def net():
-    t = FilterNet(tag="o", net=92, v6=False, extra=["--route", "10.97.0.0/16,10.92.1.2"]).start()
-    try:
-        t.dev.start()
-        for a in (UNROUTED, WRONGWAY):
-            t.ns(t.b, "ip", "addr", "add", f"{a}/32", "dev", "lo")
-        server, _ = nspawn(t, t.b, "udp_echo_on", UNROUTED, UDP_PORT)
-        SPAWNED.remove(server)
-        t.procs.append(server)          # for the module: Topology.close stops it
-        t.fspawn(t.a, "udp_echo", UDP_PORT, 0)
-        yield t
-        assert t.alive(), "pfd died:\n" + t.output()
-    finally:
-        t.close()
+    yield from module_net("o", 92, setup, v6=False, extra=["--route", "10.97.0.0/16,10.92.1.2"])
 
 
 @pytest.fixture
 def f(net):
     yield net
-    net.flush()
-    from pfkern.client import DIOCCLRSTATES, pfioc_state_kill
-    net.dev.ioctl(DIOCCLRSTATES, pfioc_state_kill())
+    reset(net)
 
 
 def routed(kind, via, gw, **kw):

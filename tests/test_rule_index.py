@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from filter_net import AF_INET, AF_INET6, ICMP6, PF_DROP, PF_IN, PF_OUT, PF_PASS, UDP, FilterNet, rule
+from filter_net import AF_INET, AF_INET6, ICMP6, PF_DROP, PF_IN, PF_OUT, PF_PASS, UDP, module_net, reset, rule
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
                                 reason="needs root and /dev/net/tun")
@@ -21,24 +21,20 @@ PF_OP_EQ = 2
 SKIP_IFP, SKIP_DIR, SKIP_AF, SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT, SKIP_DST_ADDR, SKIP_DST_PORT = range(8)
 
 
+def servers(t):
+    for v6 in (0, 1):
+        t.fspawn(t.b, "udp_echo", UDP_PORT + v6, v6)
+
+
 @pytest.fixture(scope="module")
 def net():
-    t = FilterNet(tag="x", net=84).start()
-    try:
-        t.dev.start()
-        for v6 in (0, 1):
-            t.fspawn(t.b, "udp_echo", UDP_PORT + v6, v6)
-        yield t
-        assert t.alive(), "pfd died:\n" + t.output()
-    finally:
-        t.close()
+    yield from module_net("x", 84, servers)
 
 
 @pytest.fixture
 def f(net):
     yield net
-    net.flush()
-    assert net.alive(), net.output()
+    reset(net)
 
 
 # ---- the model: pf_test_rule's walk -----------------------------------------------------------------

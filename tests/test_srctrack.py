@@ -5,10 +5,9 @@ import os
 
 import pytest
 
-from filter_net import AF_INET, PF_DROP, PF_IN, PF_OUT, PF_PASS, TCP, FilterNet, rule
-from pfkern.client import DIOCCLRSRCNODES, DIOCCLRSTATES, pfioc_src_node_kill, pfioc_state_kill
+from filter_net import AF_INET, PF_DROP, PF_IN, PF_OUT, PF_PASS, TCP, module_net, reset, rule
 from tables_util import TableClient, addr_text, table
-from test_nat import SPAWNED, nprobe, nspawn
+from test_nat import nprobe, nspawn
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
                                 reason="needs root and /dev/net/tun")
@@ -21,32 +20,21 @@ LCNT_OVERLOAD_TABLE, LCNT_OVERLOAD_FLUSH = 5, 6
 PFRES_SRCLIMIT = 13
 
 
+def setup(t):
+    nspawn(t, t.b, "echo_threads", t.b.ip4, PORT, keep=True)
+    for extra in (3, 4, 5):
+        t.ns(t.a, "ip", "addr", "add", f"10.90.1.{extra}/24", "dev", t.a.tap)
+
+
 @pytest.fixture(scope="module")
 def net():
-    t = FilterNet(tag="s", net=90, v6=False).start()
-    try:
-        t.dev.start()
-        server, _ = nspawn(t, t.b, "echo_threads", t.b.ip4, PORT)
-        SPAWNED.remove(server)
-        t.procs.append(server)          # for the module: Topology.close stops it
-        for extra in (3, 4, 5):
-            t.ns(t.a, "ip", "addr", "add", f"10.90.1.{extra}/24", "dev", t.a.tap)
-        yield t
-        assert t.alive(), "pfd died:\n" + t.output()
-    finally:
-        t.close()
+    yield from module_net("s", 90, setup, v6=False)
 
 
 @pytest.fixture
 def f(net):
     yield net
-    while SPAWNED:
-        p = SPAWNED.pop()
-        p.kill()
-        p.wait()
-    net.flush()
-    net.dev.ioctl(DIOCCLRSTATES, pfioc_state_kill())
-    net.dev.ioctl(DIOCCLRSRCNODES)
+    reset(net)
 
 
 def tracked(**kw):

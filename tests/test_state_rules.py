@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from filter_net import AF_INET, PF_IN, PF_PASS, UDP, FilterNet, rule
+from filter_net import AF_INET, PF_IN, PF_PASS, UDP, module_net, reset, rule
 from pfkern.client import DIOCCLRSTATES, pfioc_state_kill
 from pfkern.client.constants import PF_NAT
 from rules_util import load, make_rule, pool_addr
@@ -20,21 +20,13 @@ PFTM_UDP_SINGLE = 7                     # a request and its reply leave the stat
 
 @pytest.fixture(scope="module")
 def net():
-    t = FilterNet(tag="r", net=91, v6=False).start()
-    try:
-        t.dev.start()
-        t.fspawn(t.b, "udp_echo", UDP_PORT, 0)
-        yield t
-        assert t.alive(), "pfd died:\n" + t.output()
-    finally:
-        t.close()
+    yield from module_net("r", 91, lambda t: t.fspawn(t.b, "udp_echo", UDP_PORT, 0), v6=False)
 
 
 @pytest.fixture
 def f(net):
     yield net
-    net.flush()
-    net.dev.ioctl(DIOCCLRSTATES, pfioc_state_kill())
+    reset(net)
 
 
 def exchange(f, sport=0):
