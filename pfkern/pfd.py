@@ -6,7 +6,7 @@ Service managers and tests supervise it; it logs to stderr. SIGTERM/SIGINT stop 
 import argparse
 import logging
 import os
-import subprocess
+import signal
 import sys
 
 log = logging.getLogger("pfd")
@@ -25,8 +25,11 @@ def parse_args(argv):
     p.add_argument("--perm", default="0600", help="mode of the device node (octal, default 0600)")
     p.add_argument("--group", default=None, help="group owning the device node")
     p.add_argument("--demo", action="store_true",
-                   help="once serving, run the demo client against the device and keep serving")
-    from pfkern import pf_config, pf_log
+                   help="build a demo NAT router on built-in defaults (two TAPs, two network "
+                        "namespaces, a nat/rdr/table ruleset, connections through the engine), "
+                        "print what pf and the seed programs report, keep serving")
+    from pfkern import demo, pf_config, pf_log
+    demo.add_arguments(p)
     pf_config.add_arguments(p)
     pf_log.add_arguments(p)
     args = p.parse_args(argv)
@@ -70,11 +73,22 @@ def main(argv=None):
 
     from pfkern import pf_config
     from pfkern import pf_log
+    demo = None
+    if args.demo:
+        # before the datapath: the demo adds its TAPs to args.interface (pfkern/demo.py)
+        from pfkern.demo import Demo, DemoError
+        try:
+            demo = Demo(args)
+        except (DemoError, OSError) as exc:
+            print(f"pfd: --demo: {exc}", file=sys.stderr)
+            return 1
     dispatcher = build_dispatcher()
     try:
         pflogs = start_pflog(args, pf_log.DEFAULT_FIFO)
     except (pf_log.PflogError, OSError) as exc:
         log.error("pflog: %s", exc)
+        if demo is not None:
+            demo.close()
         return 1
     try:
         datapath = pf_config.start_datapath(args, dispatcher.core)
@@ -82,13 +96,15 @@ def main(argv=None):
         log.error("datapath: %s", exc)
         for unit in pflogs:
             unit.close()
+        if demo is not None:
+            demo.close()
         return 1
-    demo = []
 
     def ready():
         log.info("serving %s", args.device)
-        if args.demo:
-            demo.append(subprocess.Popen([sys.executable, "-m", "pfkern.demo", "--device", args.device]))
+        if demo is not None:
+            # a failed demo stops pfd as SIGTERM would (and pfd then exits with status 1)
+            demo.start(args.device, on_failure=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     log.info("starting: device %s, mode %s", args.device, args.mode)
     try:
@@ -100,16 +116,16 @@ def main(argv=None):
         log.error("cannot serve %s: %s", args.device, exc)
         return 1
     finally:
-        for proc in demo:
-            if proc.poll() is None:
-                proc.terminate()
-            proc.wait()
+        if demo is not None:
+            demo.stop()         # its processes first, then the TAPs go with the datapath,
         if datapath is not None:
             datapath.stop()
         for unit in pflogs:
             unit.close()
+        if demo is not None:
+            demo.close()        # then its namespaces
     log.info("stopped")
-    return 0
+    return 1 if demo is not None and demo.failed else 0
 
 
 if __name__ == "__main__":

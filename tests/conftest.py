@@ -137,14 +137,3 @@ def compile_c(source, out_dir, name="prog", defines=(), flags=None):
     if res.returncode != 0:
         pytest.fail(f"compiling {name} failed:\n{' '.join(cmd)}\n{res.stderr}")
     return binary
-
-
-def read_seed(prefix):
-    """The text of a seed document, or a visible skip where ../shared is absent."""
-    if not os.path.isdir(SEEDS):
-        pytest.skip(f"seed documents absent: {SEEDS} does not exist (../shared not beside the checkout)")
-    for name in os.listdir(SEEDS):
-        if name.startswith(prefix):
-            with open(os.path.join(SEEDS, name), encoding="utf-8") as f:
-                return f.read()
-    pytest.fail(f"no seed {prefix}* in {SEEDS}")
