@@ -28,6 +28,12 @@ def parse_args(argv):
                    help="build a demo NAT router on built-in defaults (two TAPs, two network "
                         "namespaces, a nat/rdr/table ruleset, connections through the engine), "
                         "print what pf and the seed programs report, keep serving")
+    p.add_argument("--no-device", action="store_true",
+                   help="run the router and the pf engine without serving the device (rules "
+                        "then stay as loaded: none; for measuring the router alone)")
+    p.add_argument("--stats-file", metavar="PATH",
+                   help="on SIGUSR1, write the router's statistics and pf counters of every "
+                        "datapath interface to PATH as JSON (with a 'seq' that counts the writes)")
     from pfkern import demo, pf_config, pf_log
     demo.add_arguments(p)
     pf_config.add_arguments(p)
@@ -56,6 +62,25 @@ def build_dispatcher():
     return Dispatcher(core)
 
 
+def serve_datapath_only(datapath, pflogs):
+    """--no-device: the router runs until SIGTERM/SIGINT."""
+    import threading
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    log.info("serving datapath")
+    try:
+        while not done.wait(1):
+            pass
+    finally:
+        if datapath is not None:
+            datapath.stop()
+        for unit in pflogs:
+            unit.close()
+    log.info("stopped")
+    return 0
+
+
 def start_pflog(args, default_fifo=None):
     """Open the pflog units the flags ask for (docs/pflog.md); [] when none."""
     from pfkern import pf_log
@@ -64,6 +89,29 @@ def start_pflog(args, default_fifo=None):
         unit.open()
         log.info("pflog%d: %s", unit.unit, ", ".join(x for x in (unit.path, unit.fifo) if x))
     return units
+
+
+def stats_on_signal(handle, path):
+    """A thread answering SIGUSR1 with the datapath's statistics in `path` (SIGUSR1 is blocked
+    in every other thread, so it waits here)."""
+    import json
+    import threading
+
+    def run():
+        seq = 0
+        while True:
+            signal.sigwait({signal.SIGUSR1})
+            seq += 1
+            doc = {"seq": seq, "interfaces": {}}
+            for name in handle.names:
+                packets, nbytes = handle.datapath.counters(name)
+                doc["interfaces"][name] = dict(handle.stats(name), pf_packets=list(packets),
+                                               pf_bytes=list(nbytes))
+            with open(path + ".tmp", "w") as f:
+                json.dump(doc, f)
+            os.rename(path + ".tmp", path)
+
+    threading.Thread(target=run, name="pfd-stats", daemon=True).start()
 
 
 def main(argv=None):
@@ -82,16 +130,18 @@ def main(argv=None):
         except (DemoError, OSError) as exc:
             print(f"pfd: --demo: {exc}", file=sys.stderr)
             return 1
-    dispatcher = build_dispatcher()
+    if args.stats_file:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})   # before any thread starts
+    dispatcher = None if args.no_device else build_dispatcher()
     try:
-        pflogs = start_pflog(args, pf_log.DEFAULT_FIFO)
+        pflogs = start_pflog(args, None if args.no_device else pf_log.DEFAULT_FIFO)
     except (pf_log.PflogError, OSError) as exc:
         log.error("pflog: %s", exc)
         if demo is not None:
             demo.close()
         return 1
     try:
-        datapath = pf_config.start_datapath(args, dispatcher.core)
+        datapath = pf_config.start_datapath(args, dispatcher.core if dispatcher else None)
     except (pf_config.ConfigError, OSError) as exc:
         log.error("datapath: %s", exc)
         for unit in pflogs:
@@ -99,6 +149,11 @@ def main(argv=None):
         if demo is not None:
             demo.close()
         return 1
+
+    if args.stats_file and datapath is not None:
+        stats_on_signal(datapath, args.stats_file)
+    if args.no_device:
+        return serve_datapath_only(datapath, pflogs)
 
     def ready():
         log.info("serving %s", args.device)

@@ -2,7 +2,7 @@
 
     ns A (kernel side of TAP a) <-> pfd's router holding both TAP fds <-> ns B (TAP b)
 
-The launcher (tests/datapath_pfd.py) creates the TAPs in this namespace; the kernel side of each
+pfd (started as `python3 -m pfkern.pfd --interface ...`) creates the TAPs in this namespace; the kernel side of each
 is then moved into its own namespace and given addresses and default routes there. Closing stops
 the launcher (its TAPs go with their fds) and deletes the namespaces, also after a failure.
 """
@@ -67,9 +67,10 @@ class Topology:
         self.proc = None
         self.procs = []
         self.stats_path = os.path.join(self.tmp, "stats.json")
-        args = [sys.executable, os.path.join(HERE, "datapath_pfd.py"), "--log-level", "debug",
+        # pfd as a user starts it; no pflog FIFO (tests run many pfds at once)
+        args = [sys.executable, "-m", "pfkern.pfd", "--log-level", "debug", "--pflog-fifo", "none",
                 "--stats-file", self.stats_path]
-        args += ["--device", self.device] if device else ["--no-device"]
+        args += ["--device", self.device, "--mode", "fuse"] if device else ["--no-device"]
         for s in (self.a, self.b):
             spec = f"{s.tap},{s.gw4}/24,{s.gw6}/64,mac={s.router_mac},mtu={s.mtu}" + (",vnet" if s.vnet else "")
             args += ["--interface", spec]
@@ -172,15 +173,24 @@ class Topology:
         return self.ns(side, "ping", "-c", str(count), "-i", "0.2", "-W", "2", *extra, dst, check=False)
 
     def stats(self):
-        """{ifname: engine statistics + pf_packets/pf_bytes} read from the running router."""
-        open(self.stats_path + ".req", "w").close()
+        """{ifname: engine statistics + pf_packets/pf_bytes} read from the running router (pfd
+        --stats-file: SIGUSR1 asks, a new 'seq' answers)."""
+        seq = self._stats_seq()
+        self.proc.send_signal(signal.SIGUSR1)
         deadline = time.time() + 10
-        while os.path.exists(self.stats_path + ".req"):
+        while self._stats_seq() == seq:
             if time.time() > deadline or not self.alive():
                 raise RuntimeError("router did not answer the statistics request:\n" + self.output())
             time.sleep(0.01)
         with open(self.stats_path) as f:
-            return json.load(f)
+            return json.load(f)["interfaces"]
+
+    def _stats_seq(self):
+        try:
+            with open(self.stats_path) as f:
+                return json.load(f)["seq"]
+        except (OSError, ValueError):
+            return None
 
     def link_stats(self, side):
         base = f"/sys/class/net/{side.tap}/statistics"
