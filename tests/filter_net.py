@@ -151,3 +151,28 @@ def reset(t):
     t.dev.ioctl(DIOCCLRSTATES, pfioc_state_kill())
     t.dev.ioctl(DIOCCLRSRCNODES)
     assert t.alive(), t.output()
+
+
+class Capture:
+    """tcpdump inside a namespace for the length of a with-block; .lines() reads it back
+    (immediate mode: without it, packets reach the file a second or more late)."""
+
+    def __init__(self, t, side, path, *bpf):
+        self.path = path
+        self.proc = subprocess.Popen(["ip", "netns", "exec", side.ns, "tcpdump", "-U", "--immediate-mode",
+                                      "-Z", "root", "-n", "-i", side.tap, "-w", path, *bpf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def __enter__(self):
+        line = self.proc.stderr.readline()
+        assert "listening on" in line, line
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(0.2)
+        self.proc.terminate()
+        self.proc.wait()
+
+    def lines(self):
+        res = subprocess.run(["tcpdump", "-n", "-r", self.path], capture_output=True, text=True)
+        return [ln for ln in res.stdout.splitlines() if ln.strip()]

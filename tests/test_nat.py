@@ -3,16 +3,15 @@ binat on live traffic between two namespaces, DIOCNATLOOK on the states they mak
 example, seed 001, compiled unchanged), a transparent proxy, ICMP errors across NAT."""
 import json
 import os
-import re
+import shutil
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from conftest import compile_c
-from filter_net import AF_INET, ICMP, PF_IN, PF_OUT, PF_PASS, TCP, UDP, module_net, reset, rule
+from filter_net import AF_INET, ICMP, PF_OUT, PF_PASS, TCP, UDP, Capture, module_net, reset, rule
 from pfkern.client.constants import PF_BINAT, PF_NAT, PF_NONAT, PF_RDR
 from rules_util import make_rule, pool_addr
 
@@ -22,6 +21,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/ne
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = os.path.join(HERE, "nat_probe.py")
 ECHO_PORT = 5400
+NEEDS_TCPDUMP = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
 
 
 def servers(t):
@@ -178,31 +178,42 @@ def test_rdr_transparent_proxy_recovers_the_original_destination(f, tmp_path):
     assert res["via"] == f"proxy saw {f.a.ip4} -> {origin}:80"
 
 
-def test_rdr_port_range_maps_port_for_port(f):
+@NEEDS_TCPDUMP
+def test_rdr_port_range_maps_port_for_port(f, tmp_path):
     nspawn(f, f.b, "port_echo", f.b.ip4, 9000, 9010)
     rdr = nat_rule(PF_RDR, [f.b.ip4], proxy=(9000, 9010), af=AF_INET, proto=TCP, ifname=f.a.tap,
                    dst="10.99.0.1")
     rdr[0].dst.port_op = 9                               # PF_OP_RRG: 8000:8010
     rdr[0].dst.port[0], rdr[0].dst.port[1] = socket.htons(8000), socket.htons(8010)
     f.load([rdr, rule(PF_PASS)])
-    for port in (8000, 8004, 8010):
-        res = nprobe(f, f.a, "tcp_line", "10.99.0.1", port)
-        assert res["reply"] == f"port {port - 8000 + 9000}", res
+    with Capture(f, f.b, str(tmp_path / "b.pcap"), "tcp[tcpflags] & tcp-syn != 0") as cap:
+        for port in (8000, 8004, 8010):
+            res = nprobe(f, f.a, "tcp_line", "10.99.0.1", port)
+            assert res["reply"] == f"port {port - 8000 + 9000}", res
+    # on B's wire: the SYNs arrive for ports 9000, 9004, 9010, the SYN-ACKs leave from them
+    syns = [ln for ln in cap.lines() if f"> {f.b.ip4}." in ln]
+    assert [ln.split(f"> {f.b.ip4}.")[1].split(":")[0] for ln in syns] == ["9000", "9004", "9010"], syns
 
 
 # ---- binat ------------------------------------------------------------------------------------------
-def test_binat_maps_both_ways(f):
+@NEEDS_TCPDUMP
+def test_binat_maps_both_ways(f, tmp_path):
     """binat A's address to 10.99.5.50: outbound connections leave from it, inbound connections
-    to it reach A."""
+    to it reach A; B's wire shows only the external address."""
     ext = "10.99.5.50"
     binat = nat_rule(PF_BINAT, [ext], af=AF_INET, ifname=f.b.tap, src=f.a.ip4)
     f.load([binat, rule(PF_PASS)])
     f.test_procs.append(f.fspawn(f.a, "echo_server", ECHO_PORT + 7, 0)[0])
-    p, first = nspawn(f, f.a, "tcp_hold", f.b.ip4, ECHO_PORT, "/nonexistent-trigger", 0.5)
-    (_, peer), = peers(f, f.b, ECHO_PORT)
-    assert peer.rsplit(":", 1) == [ext, first["local"].rsplit(":", 1)[1]]   # address only
-    res = f.fprobe(f.b, "tcp_connect", ext, ECHO_PORT + 7)
-    assert res["result"] == "ok", res
+    with Capture(f, f.b, str(tmp_path / "b.pcap"), "tcp") as cap:
+        p, first = nspawn(f, f.a, "tcp_hold", f.b.ip4, ECHO_PORT, "/nonexistent-trigger", 0.5)
+        (_, peer), = peers(f, f.b, ECHO_PORT)
+        assert peer.rsplit(":", 1) == [ext, first["local"].rsplit(":", 1)[1]]   # address only
+        res = f.fprobe(f.b, "tcp_connect", ext, ECHO_PORT + 7)
+        assert res["result"] == "ok", res
+    lines = cap.lines()
+    assert lines and all(f.a.ip4 not in ln for ln in lines), lines        # A never shows on B's wire
+    assert any(f"{ext}.{ECHO_PORT + 7} > {f.b.ip4}" in ln for ln in lines), lines   # inbound, back
+    assert any(f"{ext}." in ln and f"> {f.b.ip4}.{ECHO_PORT}:" in ln for ln in lines), lines
 
 
 # ---- pools --------------------------------------------------------------------------------------

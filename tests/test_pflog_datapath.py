@@ -8,9 +8,7 @@ import time
 
 import pytest
 
-from filter_net import AF_INET, ICMP, PF_DROP, PF_IN, PF_OUT, PF_PASS, UDP, module_net, rule
-from pfkern.client.constants import PF_NAT
-from rules_util import make_rule, pool_addr
+from filter_net import AF_INET, ICMP, PF_DROP, PF_IN, PF_PASS, UDP, module_net, rule
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),

@@ -3,12 +3,10 @@ pool names instead of the routing table's, for the rule's direction (route-to), 
 (reply-to), or as a copy (dup-to)."""
 import os
 import shutil
-import subprocess
-import time
 
 import pytest
 
-from filter_net import AF_INET, ICMP, PF_IN, PF_OUT, PF_PASS, UDP, module_net, reset, rule
+from filter_net import AF_INET, ICMP, PF_IN, PF_OUT, PF_PASS, UDP, Capture, module_net, reset, rule
 from rules_util import pool_addr
 from test_nat import nprobe, nspawn
 
@@ -69,22 +67,11 @@ def test_reply_to_sends_replies_back_the_way_they_came(f):
 
 
 def test_dup_to_copies_and_the_original_goes_on(f, tmp_path):
-    pcap = str(tmp_path / "a.pcap")
-    cap = subprocess.Popen(["ip", "netns", "exec", f.a.ns, "tcpdump", "-U", "--immediate-mode", "-Z", "root", "-n", "-i", f.a.tap,
-                            "-w", pcap, "icmp"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert "listening on" in cap.stderr.readline()
+    with Capture(f, f.a, str(tmp_path / "a.pcap"), "icmp") as cap:
         f.load([rule(PF_PASS, keep_state=0, no_flags=1),
                 routed(PF_DUPTO, f.a.tap, f.a.ip4, direction=PF_OUT, ifname=f.b.tap, quick=1,
                        proto=ICMP, keep_state=0)])
         assert f.pings(f.a, f.b.ip4, count=3) == 3            # the originals reach B
-        time.sleep(0.3)
-    finally:
-        cap.terminate()
-        cap.wait()
-    res = subprocess.run(["tcpdump", "-n", "-r", pcap], capture_output=True, text=True)
-    out = res.stdout + res.stderr
     # A's tap carries A's own requests (to B) and the copies pfd sent back: twice as many
-    requests = [ln for ln in out.splitlines() if f"> {f.b.ip4}: ICMP echo request" in ln]
-    assert len(requests) == 6, out
+    requests = [ln for ln in cap.lines() if f"> {f.b.ip4}: ICMP echo request" in ln]
+    assert len(requests) == 6, cap.lines()

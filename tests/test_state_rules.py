@@ -9,7 +9,7 @@ import pytest
 from filter_net import AF_INET, PF_IN, PF_PASS, UDP, module_net, reset, rule
 from pfkern.client import DIOCCLRSTATES, pfioc_state_kill
 from pfkern.client.constants import PF_NAT
-from rules_util import load, make_rule, pool_addr
+from rules_util import make_rule, pool_addr
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
                                 reason="needs root and /dev/net/tun")
