@@ -7,14 +7,17 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t
 from pfkern.pfvar cimport pf_addr
 from pfkern.pfvar_priv cimport pf_state_table
 from pfkern.pf_tap cimport tap_pkt
+from pfkern.pf_table cimport pfr_dp
 
 
 # One pool address of a translation rule (struct pf_pooladdr, compiled).
 # An "(ifname)" entry is compiled into one address entry per interface address (the datapath's
-# interfaces are fixed while it runs); tables in pools are not supported yet (NP_NONE).
+# interfaces are fixed while it runs); a <table> entry walks the table (round-robin pools only,
+# as FreeBSD).
 cdef enum:
     NP_ADDR = 0                 # address/mask
-    NP_NONE = 1                 # a table or no-route: no address here
+    NP_NONE = 1                 # no-route, or a table not attached: no address here
+    NP_TABLE = 2                # <table>: tbl
 
 ctypedef struct cf_pooladdr:
     uint8_t kind
@@ -22,6 +25,7 @@ ctypedef struct cf_pooladdr:
     pf_addr addr
     pf_addr mask
     int16_t ifidx               # route-to pools: the entry's interface (tap_if.index), -1 none
+    pfr_dp *tbl                 # NP_TABLE: pf_table's datapath handle
 
 # A rule's pool (struct pf_pool): its addresses and the round-robin / random position, which
 # lives as long as the compiled generation (FreeBSD keeps it in the rule).
@@ -29,6 +33,7 @@ ctypedef struct cf_pool:
     int n
     cf_pooladdr *a
     int cur                     # rpool.cur
+    int tblidx                  # rpool.tblidx: the position in cur's table
     uint8_t opts                # PF_POOL_*
     uint32_t key[4]             # source-hash key
     uint16_t proxy_port[2]      # host order

@@ -7,6 +7,7 @@ from libc.string cimport memcpy, memcmp, memset
 from pfkern.pfvar cimport *
 from pfkern.pfvar_priv cimport pf_state_key_cmp
 from pfkern.pf_state cimport pf_state_key_fill, pf_find_state_all
+from pfkern.pf_table cimport pfr_dp_pool_next
 
 cdef extern from "<arpa/inet.h>" nogil:
     uint32_t htonl(uint32_t)
@@ -157,9 +158,12 @@ cdef int nat_map_addr(cf_pool *pool, uint8_t af, const pf_addr *saddr, pf_addr *
     cdef cf_pooladdr *cur
     cdef pf_addr h
     cdef int k, start
+    cdef bint ok
     cdef uint8_t kind = pool.opts & PF_POOL_TYPEMASK
     if sticky != NULL and not azero(sticky, af):
         acpy(naddr, sticky, af)
+        if init_addr != NULL and azero(init_addr, af):
+            acpy(init_addr, naddr, af)      # a port search on it ends when it is full
         return 0
     if pool.n == 0:
         return 1
@@ -199,14 +203,22 @@ cdef int nat_map_addr(cf_pool *pool, uint8_t af, const pf_addr *saddr, pf_addr *
         else:
             return 1
         return 0
-    # round robin: the counter walks the current entry's network, then the next entry's
+    # round robin: the counter walks the current entry's network (or table), then the next entry's
     cur = &pool.a[pool.cur]
-    if not (usable(cur, af) and in_net(&pool.counter, &cur.addr, &cur.mask, af)):
+    if cur.kind == NP_TABLE:
+        ok = pfr_dp_pool_next(cur.tbl, &pool.tblidx, &pool.counter, af) == 0
+    else:
+        ok = usable(cur, af) and in_net(&pool.counter, &cur.addr, &cur.mask, af)
+    if not ok:
         start = pool.cur
         while True:
             pool.cur = (pool.cur + 1) % pool.n
             cur = &pool.a[pool.cur]
-            if usable(cur, af):
+            if cur.kind == NP_TABLE:
+                pool.tblidx = -1
+                if pfr_dp_pool_next(cur.tbl, &pool.tblidx, &pool.counter, af) == 0:
+                    break
+            elif usable(cur, af):
                 memset(&pool.counter, 0, sizeof(pf_addr))
                 acpy(&pool.counter, &cur.addr, af)
                 break
@@ -230,12 +242,12 @@ cdef int nat_get_sport(pf_state_table *t, cf_pool *pool, uint8_t af, uint8_t pro
     memset(&init_addr, 0, sizeof(init_addr))
     if nat_map_addr(pool, af, saddr, naddr, &init_addr, rng, sticky):
         return 1
-    if proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+    if proto == IPPROTO_ICMP:
         low, high = 1, 65535
     while True:
-        # a candidate is free when no state holds the reply's wire key
-        if not (proto == IPPROTO_TCP or proto == IPPROTO_UDP or proto == IPPROTO_ICMP or
-                proto == IPPROTO_ICMPV6):
+        # a candidate is free when no state holds the reply's wire key; ICMPv6 ids are kept
+        # (12.1's pf_get_sport searches ids for ICMP only)
+        if not (proto == IPPROTO_TCP or proto == IPPROTO_UDP or proto == IPPROTO_ICMP):
             pf_state_key_fill(&key, af, proto, daddr, naddr, dport, sport)
             if pf_find_state_all(t, &key, PF_IN, NULL, 0) == 0:
                 nport[0] = sport

@@ -26,6 +26,14 @@ ctypedef struct pfr_group:
 
 cdef struct pfr_dp
 
+# pfr_pool_get's walk (pfr_snap.p4/p6): one non-negated entry of a family, in FreeBSD's radix
+# tree order (rn_walktree: by network address, a more specific prefix before a less specific
+# one of the same address), as its index in e4/e6 and its prefix length. The e4/e6 arrays are
+# in lookup order instead (longest prefix group first), which is not the order FreeBSD walks.
+ctypedef struct pfr_pent:
+    uint32_t at
+    uint32_t net
+
 # An entry's packet/byte counters (pfr_kcounters), stored in its KEntry: the snapshots point at
 # them, so the datapath and the ioctls share one copy and a republish loses no count.
 ctypedef struct pfr_kctr:
@@ -42,6 +50,11 @@ ctypedef struct pfr_snap:
     pfr_kctr **c4                       # counters of e4[i] / e6[i] (same order)
     pfr_kctr **c6
     bint counters                       # the owner had PFR_TFLAG_COUNTERS when this was built
+    # (appended for pfr_dp_pool_get) the non-negated entries in radix order, per family
+    pfr_pent *p4
+    pfr_pent *p6
+    uint32_t np4
+    uint32_t np6
 
 # One per KTable, alive as long as the KTable object: what a compiled rule points at. `snap` is
 # the snapshot lookups through this table consult (its own, or its root's while it is not
@@ -69,6 +82,22 @@ cdef bint pfr_match_addr(pfr_dp *d, uint8_t af, const uint8_t *addr) noexcept no
 # verdict is not XPASS, on the longest-prefix entry. The caller holds the datapath lock.
 cdef void pfr_dp_update_stats(pfr_dp *t, const pf_addr *a, uint8_t af, uint64_t bytes,
                               int dir_out, int op_pass, bint notrule) noexcept nogil
+
+# pfr_pool_get: the next address of the table for a round-robin pool. *idx is the pool's
+# position (the entry index, -1 = start over), counter the pool's current address (in/out,
+# network order, Linux af). 0 = counter holds the address to use; 1 = the table has no usable
+# (non-negated) address of that family. Caller holds the datapath lock.
+# The walk: the table's non-negated entries of `af` in radix order (pfr_pent); the counter is
+# used while it lies in entry *idx's network, stepping past any more specific entry (negated or
+# not) nested in it, else the next entry's network address is; past the last entry the walk
+# starts over at entry 0 (*idx = 0), as pf_map_addr's retry with tblidx = -1 does for a pool
+# holding just this table. The table consulted is the lookups' (root fallback); none: 1.
+# Counts match / nomatch on it as FreeBSD does (a wrap: one nomatch, then a match).
+cdef int pfr_dp_pool_get(pfr_dp *t, int *idx, pf_addr *counter, uint8_t af) noexcept nogil
+# The same step without the wrap, FreeBSD's pfr_pool_get itself: 1 also when the walk runs past
+# the table's last entry (*idx left alone; pf_map_addr then moves to the pool's next address and
+# calls again with *idx = -1); -1: no active table. For pools of several addresses.
+cdef int pfr_dp_pool_next(pfr_dp *t, int *idx, pf_addr *counter, uint8_t af) noexcept nogil
 
 
 cdef class KEntry:

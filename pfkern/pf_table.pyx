@@ -9,7 +9,8 @@ the datapath use the Python API at the end: attach/detach/count/match, and the i
 table transaction (DIOCXBEGIN/XCOMMIT/XROLLBACK with rs_num PF_RULESET_TABLE). The packet engine
 reads nogil snapshots through pfr_match_addr and counts through pfr_dp_update_stats
 (pfr_update_stats): a table's counts live in its pfr_dp, an entry's in its KEntry, which the
-published snapshot points at, so republishing a snapshot loses none.
+published snapshot points at, so republishing a snapshot loses none. Round-robin pools take
+their next address from a table through pfr_dp_pool_get (pfr_pool_get).
 
 Operations raise pfkern.errors exceptions; nothing changes when one is raised.
 """
@@ -1297,6 +1298,31 @@ cdef class Tables:
                 if lk != NULL:
                     pthread_mutex_unlock(lk)
 
+    def _dp_pool_get_for_tests(self, KTable kt, int af, int idx, counter, bint wrap=True):
+        """Test hook: what pf_map_addr does for a round-robin pool holding <kt>: pfr_dp_pool_get
+        (wrap False: pfr_dp_pool_next) on kt's pfr_dp under the datapath lock, without the GIL.
+        `counter`: the 16 bytes of a pf_addr (network order). Returns (its return value, *idx,
+        the counter's 16 bytes)."""
+        cdef pf_addr pa
+        cdef uint8_t caf = af_in(af)
+        cdef pfr_dp *d = kt.dp
+        cdef pthread_mutex_t *lk = self.dplock if self.bound else NULL
+        cdef int cidx = idx, r
+        cdef bytes raw = bytes(counter)
+        if len(raw) != sizeof(pa):
+            raise ValueError("a pf_addr is 16 bytes")
+        memcpy(&pa, <const char *>raw, sizeof(pa))
+        with nogil:
+            if lk != NULL:
+                pthread_mutex_lock(lk)
+            if wrap:
+                r = pfr_dp_pool_get(d, &cidx, &pa, caf)
+            else:
+                r = pfr_dp_pool_next(d, &cidx, &pa, caf)
+            if lk != NULL:
+                pthread_mutex_unlock(lk)
+        return r, cidx, PyBytes_FromStringAndSize(<char *>pa.addr8, sizeof(pa))
+
 
 # --- snapshots: sorted prefix arrays per prefix length (nogil lookups) -------------------------
 
@@ -1310,6 +1336,17 @@ ctypedef struct pfr_b6:
     pfr_e6 e
     pfr_kctr *c
 
+# while building the pool walk (pfr_snap.p4/p6): a non-negated entry with its network, sorted
+# into radix order
+ctypedef struct pfr_o4:
+    uint32_t key
+    pfr_pent p
+
+ctypedef struct pfr_o6:
+    uint64_t hi
+    uint64_t lo
+    pfr_pent p
+
 cdef int cmp_b4(const void *a, const void *b) noexcept nogil:
     cdef const pfr_b4 *x = <const pfr_b4 *>a
     cdef const pfr_b4 *y = <const pfr_b4 *>b
@@ -1321,6 +1358,24 @@ cdef int cmp_b6(const void *a, const void *b) noexcept nogil:
     if x.e.hi != y.e.hi:
         return 1 if x.e.hi > y.e.hi else -1
     return (x.e.lo > y.e.lo) - (x.e.lo < y.e.lo)
+
+# radix tree order (rn_walktree): by network address, then the more specific prefix first (a
+# duplicated key's chain is kept most specific first, rn_addroute)
+cdef int cmp_o4(const void *a, const void *b) noexcept nogil:
+    cdef const pfr_o4 *x = <const pfr_o4 *>a
+    cdef const pfr_o4 *y = <const pfr_o4 *>b
+    if x.key != y.key:
+        return 1 if x.key > y.key else -1
+    return (x.p.net < y.p.net) - (x.p.net > y.p.net)
+
+cdef int cmp_o6(const void *a, const void *b) noexcept nogil:
+    cdef const pfr_o6 *x = <const pfr_o6 *>a
+    cdef const pfr_o6 *y = <const pfr_o6 *>b
+    if x.hi != y.hi:
+        return 1 if x.hi > y.hi else -1
+    if x.lo != y.lo:
+        return 1 if x.lo > y.lo else -1
+    return (x.p.net < y.p.net) - (x.p.net > y.p.net)
 
 cdef inline uint32_t be32(const uint8_t *p) noexcept nogil:
     return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
@@ -1343,6 +1398,8 @@ cdef void snap_free(pfr_snap *s) noexcept nogil:
         free(s.e6)
         free(s.c4)
         free(s.c6)
+        free(s.p4)
+        free(s.p6)
         free(s)
 
 
@@ -1357,6 +1414,8 @@ cdef pfr_snap *snap_build(KTable kt, list entries) except NULL:
     cdef uint32_t n4 = 0, n6 = 0, at4 = 0, at6 = 0, k
     cdef pfr_b4 *b4 = NULL
     cdef pfr_b6 *b6 = NULL
+    cdef pfr_o4 *o4 = NULL
+    cdef pfr_o6 *o6 = NULL
     if s == NULL:
         raise MemoryError()
     s.owner = kt.dp
@@ -1375,10 +1434,16 @@ cdef pfr_snap *snap_build(KTable kt, list entries) except NULL:
     s.c6 = <pfr_kctr **>calloc(n6 + 1, sizeof(pfr_kctr *))
     b4 = <pfr_b4 *>calloc(n4 + 1, sizeof(pfr_b4))
     b6 = <pfr_b6 *>calloc(n6 + 1, sizeof(pfr_b6))
+    s.p4 = <pfr_pent *>calloc(n4 + 1, sizeof(pfr_pent))
+    s.p6 = <pfr_pent *>calloc(n6 + 1, sizeof(pfr_pent))
+    o4 = <pfr_o4 *>calloc(n4 + 1, sizeof(pfr_o4))
+    o6 = <pfr_o6 *>calloc(n6 + 1, sizeof(pfr_o6))
     if (s.e4 == NULL or s.e6 == NULL or s.c4 == NULL or s.c6 == NULL or b4 == NULL
-            or b6 == NULL):
+            or b6 == NULL or s.p4 == NULL or s.p6 == NULL or o4 == NULL or o6 == NULL):
         free(b4)
         free(b6)
+        free(o4)
+        free(o6)
         snap_free(s)
         raise MemoryError()
     # groups longest prefix first; pos = where each length's entries start
@@ -1425,41 +1490,70 @@ cdef pfr_snap *snap_build(KTable kt, list entries) except NULL:
         for k in range(n6):
             s.e6[k] = b6[k].e
             s.c6[k] = b6[k].c
+        # the pool walk: the non-negated entries, from the lookup order (groups) to radix order
+        for g in range(s.ngroups[0]):
+            for k in range(s.groups[0][g].start, s.groups[0][g].start + s.groups[0][g].n):
+                if not s.e4[k].neg:
+                    o4[s.np4].key = s.e4[k].key
+                    o4[s.np4].p.at = k
+                    o4[s.np4].p.net = s.groups[0][g].net
+                    s.np4 += 1
+        for g in range(s.ngroups[1]):
+            for k in range(s.groups[1][g].start, s.groups[1][g].start + s.groups[1][g].n):
+                if not s.e6[k].neg:
+                    o6[s.np6].hi = s.e6[k].hi
+                    o6[s.np6].lo = s.e6[k].lo
+                    o6[s.np6].p.at = k
+                    o6[s.np6].p.net = s.groups[1][g].net
+                    s.np6 += 1
+        qsort(o4, s.np4, sizeof(pfr_o4), cmp_o4)
+        qsort(o6, s.np6, sizeof(pfr_o6), cmp_o6)
+        for k in range(s.np4):
+            s.p4[k] = o4[k].p
+        for k in range(s.np6):
+            s.p6[k] = o6[k].p
     free(b4)
     free(b6)
+    free(o4)
+    free(o6)
     return s
 
 
-cdef inline int snap_find(const pfr_snap *s, uint8_t af, const uint8_t *addr,
-                          uint32_t *at) noexcept nogil:
-    """Longest-prefix search: -1 no entry covers `addr`, else the entry's negation (0/1), its
-    index in e4/e6 (and c4/c6) stored in *at."""
+cdef inline int snap_find4(const pfr_snap *s, uint32_t a4, uint32_t *at,
+                           uint32_t *net) noexcept nogil:
+    """Longest-prefix search of host-order IPv4 address a4: -1 no entry covers it, else the
+    entry's negation (0/1), its index in e4 (and c4) in *at, its prefix length in *net."""
     cdef int g
-    cdef uint32_t lo, hi, mid, a4, k4
-    cdef uint64_t ahi, alo, khi, klo
+    cdef uint32_t lo, hi, mid, k4
     cdef const pfr_group *gr
     cdef const pfr_e4 *e4
+    for g in range(s.ngroups[0]):
+        gr = &s.groups[0][g]
+        k4 = a4 & <uint32_t>(mask64(gr.net) >> 32)
+        e4 = s.e4 + gr.start
+        lo = 0
+        hi = gr.n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if e4[mid].key < k4:
+                lo = mid + 1
+            elif e4[mid].key > k4:
+                hi = mid
+            else:
+                at[0] = gr.start + mid
+                net[0] = gr.net
+                return <int>e4[mid].neg
+    return -1
+
+
+cdef inline int snap_find6(const pfr_snap *s, uint64_t ahi, uint64_t alo, uint32_t *at,
+                           uint32_t *net) noexcept nogil:
+    """snap_find4 for the host-order IPv6 address (ahi, alo), in e6/c6."""
+    cdef int g
+    cdef uint32_t lo, hi, mid
+    cdef uint64_t khi, klo
+    cdef const pfr_group *gr
     cdef const pfr_e6 *e6
-    if af == AF_INET:
-        a4 = be32(addr)
-        for g in range(s.ngroups[0]):
-            gr = &s.groups[0][g]
-            k4 = a4 & <uint32_t>(mask64(gr.net) >> 32)
-            e4 = s.e4 + gr.start
-            lo = 0
-            hi = gr.n
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if e4[mid].key < k4:
-                    lo = mid + 1
-                elif e4[mid].key > k4:
-                    hi = mid
-                else:
-                    at[0] = gr.start + mid
-                    return <int>e4[mid].neg
-        return -1
-    ahi = be64(addr)
-    alo = be64(addr + 8)
     for g in range(s.ngroups[1]):
         gr = &s.groups[1][g]
         khi = ahi & mask64(gr.net)
@@ -1475,8 +1569,19 @@ cdef inline int snap_find(const pfr_snap *s, uint8_t af, const uint8_t *addr,
                 hi = mid
             else:
                 at[0] = gr.start + mid
+                net[0] = gr.net
                 return <int>e6[mid].neg
     return -1
+
+
+cdef inline int snap_find(const pfr_snap *s, uint8_t af, const uint8_t *addr,
+                          uint32_t *at) noexcept nogil:
+    """Longest-prefix search: -1 no entry covers `addr`, else the entry's negation (0/1), its
+    index in e4/e6 (and c4/c6) stored in *at."""
+    cdef uint32_t net
+    if af == AF_INET:
+        return snap_find4(s, be32(addr), at, &net)
+    return snap_find6(s, be64(addr), be64(addr + 8), at, &net)
 
 
 cdef int pfr_lookup(const pfr_snap *s, uint8_t af, const uint8_t *addr) noexcept nogil:
@@ -1521,6 +1626,144 @@ cdef void pfr_dp_update_stats(pfr_dp *t, const pf_addr *a, uint8_t af, uint64_t 
         c = s.c4[at] if af == AF_INET else s.c6[at]
         c.packets[dir_out][op_pass] += 1
         c.nbytes[dir_out][op_pass] += bytes
+
+
+# --- round-robin pools: pfr_pool_get ----------------------------------------------------------
+
+cdef inline void put32(uint8_t *p, uint32_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 24)
+    p[1] = <uint8_t>(v >> 16)
+    p[2] = <uint8_t>(v >> 8)
+    p[3] = <uint8_t>v
+
+cdef inline void put64(uint8_t *p, uint64_t v) noexcept nogil:
+    put32(p, <uint32_t>(v >> 32))
+    put32(p + 4, <uint32_t>v)
+
+
+cdef int pool_next4(const pfr_snap *s, int *pidx, pf_addr *counter) noexcept nogil:
+    """pfr_pool_get for AF_INET on snapshot s (see pfr_dp_pool_next)."""
+    cdef int idx = pidx[0]
+    cdef bint use_counter = idx >= 0, found = False
+    cdef uint32_t c = be32(counter.addr8), cur, m, a = 0, at2 = 0, net2 = 0
+    cdef const pfr_pent *pe
+    if idx < 0:
+        idx = 0
+    while True:                                     # _next_block
+        if <uint32_t>idx >= s.np4:
+            s.owner.nnomatch += 1
+            return 1
+        pe = &s.p4[idx]
+        cur = s.e4[pe.at].key
+        m = <uint32_t>(mask64(pe.net) >> 32)
+        # the counter while it is within the block, else the block's first address
+        if not use_counter or (c & m) == cur:
+            a = c if use_counter else cur
+            while True:
+                # a host has nothing nested; else the address must not be in a more specific
+                # entry (negated or not): step past that one's network
+                if (pe.net == 32 or snap_find4(s, a, &at2, &net2) < 0 or at2 == pe.at):
+                    found = True
+                    break
+                a = (a | ~<uint32_t>(mask64(<int>net2) >> 32)) + 1
+                if a == 0 or (a & m) != cur:       # past the block's end (or 2^32 wrapped)
+                    break
+            if found:
+                break
+        idx += 1
+        use_counter = False
+    put32(counter.addr8, a)
+    pidx[0] = idx
+    s.owner.nmatch += 1
+    return 0
+
+
+cdef int pool_next6(const pfr_snap *s, int *pidx, pf_addr *counter) noexcept nogil:
+    """pfr_pool_get for AF_INET6 on snapshot s (see pfr_dp_pool_next)."""
+    cdef int idx = pidx[0]
+    cdef bint use_counter = idx >= 0, found = False
+    cdef uint64_t chi = be64(counter.addr8), clo = be64(counter.addr8 + 8)
+    cdef uint64_t curhi, curlo, mhi, mlo, ahi = 0, alo = 0
+    cdef uint32_t at2 = 0, net2 = 0
+    cdef const pfr_pent *pe
+    if idx < 0:
+        idx = 0
+    while True:                                     # _next_block
+        if <uint32_t>idx >= s.np6:
+            s.owner.nnomatch += 1
+            return 1
+        pe = &s.p6[idx]
+        curhi = s.e6[pe.at].hi
+        curlo = s.e6[pe.at].lo
+        mhi = mask64(pe.net)
+        mlo = mask64(<int>pe.net - 64)
+        if not use_counter or ((chi & mhi) == curhi and (clo & mlo) == curlo):
+            if use_counter:
+                ahi = chi
+                alo = clo
+            else:
+                ahi = curhi
+                alo = curlo
+            while True:
+                if (pe.net == 128 or snap_find6(s, ahi, alo, &at2, &net2) < 0
+                        or at2 == pe.at):
+                    found = True
+                    break
+                # past the nested network: its last address + 1 (FreeBSD 12.1 builds that
+                # mask with AF_INET here, which for IPv6 is all zero: see pfr_dp_pool_next)
+                ahi |= ~mask64(<int>net2)
+                alo |= ~mask64(<int>net2 - 64)
+                alo += 1
+                if alo == 0:
+                    ahi += 1
+                if ((ahi == 0 and alo == 0) or (ahi & mhi) != curhi
+                        or (alo & mlo) != curlo):
+                    break
+            if found:
+                break
+        idx += 1
+        use_counter = False
+    put64(counter.addr8, ahi)
+    put64(counter.addr8 + 8, alo)
+    pidx[0] = idx
+    s.owner.nmatch += 1
+    return 0
+
+
+cdef int pfr_dp_pool_next(pfr_dp *t, int *idx, pf_addr *counter, uint8_t af) noexcept nogil:
+    # FreeBSD 12.1 pfr_pool_get: with idx >= 0 the counter is used if it lies within entry idx
+    # (pfr_kentry_byidx: the idx-th non-negated entry in rn_walktree order, our p4/p6), else
+    # the walk moves to the next entry's first address; an address inside a more specific
+    # entry is stepped past (PF_POOLMASK with that entry's mask, PF_AINC). Differences, all in
+    # cases FreeBSD gets wrong: the nested entry's mask is the family's (12.1 prepares it with
+    # AF_INET, an all-zero IPv6 mask, so an IPv6 walk meeting a nested entry leaves the rest of
+    # the block); stepping past the top of the address space ends the block (FreeBSD wraps to
+    # 0, inside a /0, and may loop forever).
+    cdef const pfr_snap *s
+    if t == NULL or idx == NULL or counter == NULL:
+        return 1
+    s = t.snap
+    if s == NULL:
+        return -1                       # no active table (nor root): nothing counted
+    if af == AF_INET:
+        return pool_next4(s, idx, counter)
+    if af == AF_INET6:
+        return pool_next6(s, idx, counter)
+    s.owner.nnomatch += 1               # pfr_kentry_byidx: no entry of an unknown family
+    return 1
+
+
+cdef int pfr_dp_pool_get(pfr_dp *t, int *idx, pf_addr *counter, uint8_t af) noexcept nogil:
+    cdef int r
+    if t == NULL or idx == NULL or counter == NULL:
+        return 1
+    r = pfr_dp_pool_next(t, idx, counter, af)
+    if r == 1 and idx[0] >= 0:
+        # past the last entry: start over, as pf_map_addr's try_next does (tblidx = -1) when
+        # this table is the pool's only address
+        idx[0] = -1
+        r = pfr_dp_pool_next(t, idx, counter, af)
+    return 0 if r == 0 else 1
 
 
 cdef inline KTable effective(KTable kt):

@@ -4,7 +4,8 @@
 # Per-packet flow (tap_run, one thread):
 #   read frame -> Ethernet -> ARP | IPv4 | IPv6 -> validate header -> fill tap_pkt
 #   -> tap_pf_hook(PF_IN, rcvif) -> local (echo, NDP, errors) | forward (TTL/hop limit,
-#   longest-prefix route) -> tap_pf_hook(PF_OUT, oif) -> MTU -> neighbour -> write.
+#   longest-prefix route) -> tap_pf_hook(PF_OUT, oif) -> MTU (IPv4 without DF: fragments;
+#   IPv6 pf reassembled: cut again as it came, pf_refragment6) -> neighbour -> write.
 # Locally generated IP packets (ICMP errors, echo replies, NS/NA) pass tap_pf_hook(PF_OUT) too.
 #
 # Offloads (an interface added with vnet=True: IFF_VNET_HDR, TUNSETOFFLOAD CSUM|TSO4|TSO6|TSO_ECN):
@@ -51,7 +52,7 @@ cdef enum:
     ST_DROP_PF           # tap_pf_hook said PF_DROP
     ST_DROP_NOROUTE
     ST_DROP_TTL
-    ST_DROP_MTU          # too big, DF (ICMP sent) or fragmentation needed (not done)
+    ST_DROP_MTU          # too big: DF (ICMP sent), a super-frame, or unfragmentable
     ST_DROP_NONBR        # neighbour unresolved: queue full or resolution failed
     ST_DROP_LOCAL        # to us but nothing to answer (TCP, multicast, fragments, ...)
     ST_FORWARDED
@@ -75,6 +76,16 @@ cdef enum:
     VS_SW_SEGMENTS       # segments those made
     VS_DROP_VNET         # unusable virtio_net_hdr (bad offsets, GSO type not offered) or unsegmentable
     VS_NSTATS
+
+# Fragmentation statistics per interface (tap_engine.fstats[ifidx]); names in pf_tap.FSTAT_NAMES.
+cdef enum:
+    FS_FRAG_OK           # IPv4 packets fragmented on output (ip_output's ips_fragmented)
+    FS_FRAG_CREATED      # fragments those made (ips_ofragments)
+    FS_FRAG_FAIL         # could not be fragmented (MTU too small for 8 bytes of data)
+    FS_REFRAG6           # reassembled IPv6 packets cut again (pf_refragment6)
+    FS_REFRAG6_CREATED   # fragments those made
+    FS_REFRAG6_FAIL      # refragmentation impossible (maxlen < 8) or fragments above the MTU
+    FS_NSTATS
 
 # struct virtio_net_hdr in the host's order (the legacy virtio default tun uses; pfd never sets
 # TUNSETVNETLE/BE). csum_start counts from the Ethernet header.
@@ -151,6 +162,14 @@ ctypedef struct tap_pkt:
     uint8_t rt_hops
     int16_t rt_ifidx            # tap_if.index to leave by
     uint8_t rt_addr[16]         # next hop; all zero: the packet's destination
+    # appended (scrub, pf_norm): an IPv6 packet pf_norm reassembled from fragments, to be cut
+    # again on output as pf_refragment6 does (forwarded packets only). parse_ip4/parse_ip6 zero
+    # them; pf_norm sets them on the packet it hands back.
+    uint16_t frag_max           # the largest fragment payload seen (FreeBSD's fr_maxlen); 0: not
+                                # a reassembled IPv6 packet
+    uint16_t frag_hdrlen        # the unfragmentable part: IPv6 header + extension headers that
+                                # preceded the fragment header
+    uint32_t frag_id            # the fragments' identification (as on the wire), reused
 
 # pf_test's slot: called on input (PF_IN, rcvif) and output (PF_OUT, oif) of every IP packet;
 # returns PF_PASS or PF_DROP. May rewrite the packet in place (NAT) keeping its length. The
@@ -212,6 +231,16 @@ ctypedef struct tap_engine:
     uint64_t vstats[TAP_MAXIF][VS_NSTATS]
     tap_vnet_hdr pend_vh[TAP_PEND_SLOTS]        # the offloads of pend[i]'s frame
     uint8_t dupbuf[TAP_FRAME_MAX + 64]  # dup-to's copy (Ethernet room before its IP header)
+    # appended (fragmentation on output): IPv4 packets without DF larger than the MTU, and IPv6
+    # packets pf_norm reassembled (tap_pkt.frag_max), leave as fragments built here one at a time
+    uint64_t fstats[TAP_MAXIF][FS_NSTATS]
+    uint8_t fragbuf[TAP_FRAME_MAX + 64]
+
+# Header validation and the packet descriptor (ip_input's checks): fill p for the IPv4/IPv6 packet
+# at l3 (avail bytes readable), 0 on success, -ST_* on failure. pf_norm reuses them for the
+# packets it reassembles.
+cdef int parse_ip4(tap_pkt *p, uint8_t *l3, uint32_t avail, tap_if *rcvif) noexcept nogil
+cdef int parse_ip6(tap_pkt *p, uint8_t *l3, uint32_t avail, tap_if *rcvif) noexcept nogil
 
 # The hook: pf_test (or PF_PASS when none is installed), then the kif counters.
 cdef int tap_pf_hook(tap_engine *e, int dir, tap_if *ifp, tap_pkt *p) noexcept nogil

@@ -13,7 +13,10 @@ pending queue (16 frames per neighbour), retries and expiry; IPv6 NS/NA (solicit
 multicast included), resolution the same way; IPv4/IPv6 forwarding by longest prefix over
 connected and static routes; TTL/hop limit with incremental checksum; ICMP/ICMPv6 time exceeded,
 net/host/port unreachable, fragmentation needed / packet too big; echo replies for our
-addresses. IPv4 fragmentation and reassembly are not done (too big without DF is dropped).
+addresses. IPv4 packets without DF larger than the MTU are fragmented on output (ip_output's
+ip_fragment); IPv6 packets pf's scrub reassembled are cut again on output to the largest fragment
+size they arrived in (pf_refragment6). Reassembly itself is pf's (pf_norm, scrub rules): the
+router alone delivers no fragments locally and forwards them as they are.
 
 Offloads (`add_interface(..., vnet=True)`, see pf_tap.pxd): frames carry a virtio_net_hdr; partial
 checksums and TCP super-frames (TSO/GSO, up to 64 KiB) are forwarded as they are to vnet
@@ -112,6 +115,8 @@ assert len(STAT_NAMES) == ST_NSTATS
 VSTAT_NAMES = ("vnet_rx_csum_partial", "vnet_rx_gso", "vnet_tx_csum_partial", "vnet_tx_gso",
                "vnet_sw_csum", "vnet_sw_gso", "vnet_sw_segments", "vnet_drop")
 assert len(VSTAT_NAMES) == VS_NSTATS
+FSTAT_NAMES = ("frag_ok", "frag_created", "frag_fail", "refrag6", "refrag6_created", "refrag6_fail")
+assert len(FSTAT_NAMES) == FS_NSTATS
 # offered to the kernel on vnet interfaces: checksum offload and TSO (UFO/USO are not: nothing
 # here segments UDP)
 VNET_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
@@ -290,6 +295,8 @@ cdef int parse_ip4(tap_pkt *p, uint8_t *l3, uint32_t avail, tap_if *rcvif) noexc
     p.rcvif = rcvif
     p.pf_tag = 0
     p.rt_kind = p.rt_hops = 0
+    p.frag_max = p.frag_hdrlen = 0
+    p.frag_id = 0
     pkt_no_offload(p)
     if off & 0x1fff:
         p.frag = 2
@@ -320,6 +327,8 @@ cdef int parse_ip6(tap_pkt *p, uint8_t *l3, uint32_t avail, tap_if *rcvif) noexc
     p.rcvif = rcvif
     p.pf_tag = 0
     p.rt_kind = p.rt_hops = 0
+    p.frag_max = p.frag_hdrlen = 0
+    p.frag_id = 0
     pkt_no_offload(p)
     p.frag = 0
     cdef uint8_t nxt = l3[6]
@@ -887,23 +896,118 @@ cdef bint pf_route(tap_engine *e, tap_pkt *p, tap_if *cur) noexcept nogil:
 
 
 cdef void ip4_output(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *nexthop) noexcept nogil:
-    """pf_test out, then MTU, then the neighbour (ip_output's order: pfil before the size check)."""
+    """pf_test out, then MTU, then the neighbour (ip_output's order: pfil before the size check).
+    Too big: fragmented without DF (ip_fragment), else dropped with ICMP fragmentation needed
+    (super-frames whose segments exceed the MTU are dropped)."""
     cdef tap_pkt q
     cdef uint8_t orig[68]                   # what icmp_error quotes: IP header + 8
-    cdef bint big = seg_len(p) > oif.mtu    # pf_test keeps the length
-    if big and p.rcvif != NULL:
-        keep_original(&q, p, orig, p.l4off + 8)
+    cdef bint kept = False
+    if seg_len(p) > oif.mtu and p.rcvif != NULL:
+        keep_original(&q, p, orig, p.l4off + 8)     # before pf_test out may translate it
+        kept = True
     if tap_pf_hook(e, PF_OUT, oif, p) != PF_PASS:
         oif.stats[ST_DROP_PF] += 1
         return
     if p.rt_kind and pf_route(e, p, oif):
         return
-    if big:
+    if seg_len(p) > oif.mtu:                # again: scrub out may have reassembled the packet
+        if p.gso_size == 0 and not (be16(p.l3 + 6) & 0x4000):
+            ip4_fragment(e, oif, p, nexthop)
+            return
         oif.stats[ST_DROP_MTU] += 1
         if p.rcvif != NULL and (be16(p.l3 + 6) & 0x4000):
+            if not kept:
+                keep_original(&q, p, orig, p.l4off + 8)
             icmp4_error(e, &q, 3, 4, oif.mtu)
         return
     eth_output(e, oif, p.l3 - ETH_HLEN, p.len + ETH_HLEN, AF_INET, nexthop, p)
+
+cdef uint32_t ip4_optcopy(const uint8_t *ip, uint32_t hl, uint8_t *dst) noexcept nogil:
+    """ip_optcopy: the options of ip (header length hl) that go into every fragment (those with
+    the copied flag; NOPs kept for alignment; the list ends at EOL), padded with EOL to a multiple
+    of 4; returns their length."""
+    cdef uint32_t i = 20, n = 0, olen
+    cdef uint8_t opt
+    while i < hl:
+        opt = ip[i]
+        if opt == 0:                        # EOL
+            break
+        if opt == 1:                        # NOP
+            dst[n] = 1
+            n += 1
+            i += 1
+            continue
+        if i + 1 >= hl:
+            break
+        olen = ip[i + 1]
+        if olen < 2 or i + olen > hl:
+            break
+        if opt & 0x80:
+            memcpy(dst + n, ip + i, olen)
+            n += olen
+        i += olen
+    while n & 3:
+        dst[n] = 0
+        n += 1
+    return n
+
+cdef void ip4_fragment(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *nexthop) noexcept nogil:
+    """ip_fragment: send p (no DF, larger than the MTU) as fragments of at most oif.mtu bytes,
+    their data a multiple of 8 bytes (the last excepted); the first keeps every option, the
+    others the copied ones; a packet that already is a fragment keeps its offset and, on its last
+    piece, its MF. A partial checksum is completed first (in_delayed_cksum). Fragments are not
+    shown to pf again (pfil ran on the whole packet)."""
+    cdef uint8_t *ip = e.fragbuf + 64
+    cdef uint8_t opts[40]
+    cdef uint32_t hl = p.l4off, ohl, total = p.len - hl, pos = 0, chunk, room, h
+    cdef uint16_t off0 = be16(p.l3 + 6)
+    cdef uint16_t base = off0 & 0x1fff, offw
+    cdef bint last
+    cdef tap_pkt f
+    if hl < 20 or hl > p.len:
+        oif.stats[ST_DROP_MTU] += 1
+        return
+    ohl = 20 + ip4_optcopy(p.l3, hl, opts)
+    if oif.mtu < hl + 8 or oif.mtu < ohl + 8:
+        e.fstats[oif.index][FS_FRAG_FAIL] += 1
+        oif.stats[ST_DROP_MTU] += 1
+        return
+    if p.csum_partial:
+        csum_complete(p.l3 + p.csum_start, p.len - p.csum_start, p.csum_offset)
+        p.csum_partial = 0
+        e.vstats[oif.index][VS_SW_CSUM] += 1
+    f = p[0]
+    pkt_no_offload(&f)
+    e.fstats[oif.index][FS_FRAG_OK] += 1
+    while pos < total:
+        if pos == 0:
+            h = hl
+            memcpy(ip, p.l3, hl)
+        else:
+            h = ohl
+            memcpy(ip, p.l3, 20)
+            memcpy(ip + 20, opts, ohl - 20)
+            ip[0] = 0x40 | (ohl >> 2)
+        room = (oif.mtu - h) & ~7u
+        last = total - pos <= room
+        chunk = total - pos if last else room
+        memcpy(ip + h, p.l3 + hl + pos, chunk)
+        put16(ip + 2, h + chunk)
+        offw = base + (pos >> 3)
+        if not last or (off0 & 0x2000):
+            offw |= 0x2000
+        put16(ip + 6, offw)
+        put16(ip + 10, 0)
+        put16(ip + 10, csum_fold(csum_add(0, ip, h)))
+        f.l3 = ip
+        f.len = h + chunk
+        f.l4off = h
+        f.src = ip + 12
+        f.dst = ip + 16
+        f.l4 = ip + h if pos == 0 else NULL
+        e.fstats[oif.index][FS_FRAG_CREATED] += 1
+        eth_output(e, oif, ip - ETH_HLEN, h + chunk + ETH_HLEN, AF_INET, nexthop, &f)
+        pos += chunk
 
 cdef void ip4_send_local(tap_engine *e, uint8_t *l3, uint32_t len) noexcept nogil:
     """Route and send a packet the router built (l3 with Ethernet room before it)."""
@@ -1096,22 +1200,98 @@ cdef void arp_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n) noexcept
 
 # ---- IPv6 -----------------------------------------------------------------------------------------
 cdef void ip6_output(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *nexthop) noexcept nogil:
+    """pf_test out, then (a forwarded packet pf reassembled) pf_refragment6, else the MTU check
+    (packet too big: routers do not fragment IPv6), then the neighbour."""
     cdef tap_pkt q
     cdef uint8_t orig[1280 - 48]            # what icmp6_error quotes
-    cdef bint big = seg_len(p) > oif.mtu
-    if big and p.rcvif != NULL:
+    cdef bint kept = False
+    if seg_len(p) > oif.mtu and p.rcvif != NULL:
         keep_original(&q, p, orig, sizeof(orig))
+        kept = True
     if tap_pf_hook(e, PF_OUT, oif, p) != PF_PASS:
         oif.stats[ST_DROP_PF] += 1
         return
     if p.rt_kind and pf_route(e, p, oif):
         return
-    if big:
+    if p.frag_max and p.rcvif != NULL:
+        ip6_refragment(e, oif, p, nexthop)
+        return
+    if seg_len(p) > oif.mtu:
         oif.stats[ST_DROP_MTU] += 1
         if p.rcvif != NULL:
+            if not kept:
+                keep_original(&q, p, orig, sizeof(orig))
             icmp6_error(e, &q, 2, 0, oif.mtu)
         return
     eth_output(e, oif, p.l3 - ETH_HLEN, p.len + ETH_HLEN, AF_INET6, nexthop, p)
+
+cdef void ip6_refragment(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *nexthop) noexcept nogil:
+    """pf_refragment6 + ip6_fragment: cut a reassembled packet into fragments carrying
+    frag_max & ~7 bytes of data each (the last: the rest), behind its unfragmentable part and a
+    fragment header with the original identification; a fragment larger than the MTU is what
+    ip6_forward refuses: the packet is dropped with packet too big. Not shown to pf again
+    (M_SKIP_FIREWALL)."""
+    cdef uint8_t *ip = e.fragbuf + 64
+    cdef uint32_t hl = p.frag_hdrlen, fraglen = p.frag_max & ~7u, pos, chunk, nxtoff = 6, off, elen
+    cdef uint8_t proto
+    cdef bint last
+    cdef tap_pkt f
+    cdef tap_pkt q
+    cdef uint8_t orig[1280 - 48]
+    if hl < 40 or hl >= p.len:
+        e.fstats[oif.index][FS_REFRAG6_FAIL] += 1
+        oif.stats[ST_DROP_MTU] += 1
+        return
+    # the next-header field that named the fragment header: the last extension header of the
+    # unfragmentable part, or the IPv6 header's
+    off = 40
+    proto = p.l3[6]
+    while off < hl and off + 2 <= p.len and (proto == 0 or proto == 43 or proto == 60 or proto == 51):
+        nxtoff = off
+        elen = (p.l3[off + 1] + 2) * 4 if proto == 51 else (p.l3[off + 1] + 1) * 8
+        proto = p.l3[off]
+        off += elen
+    if off != hl:
+        e.fstats[oif.index][FS_REFRAG6_FAIL] += 1
+        oif.stats[ST_DROP_MTU] += 1
+        return
+    if fraglen < 8 or hl + 8 + (fraglen if fraglen < p.len - hl else p.len - hl) > oif.mtu:
+        e.fstats[oif.index][FS_REFRAG6_FAIL] += 1
+        oif.stats[ST_DROP_MTU] += 1
+        if fraglen >= 8:
+            keep_original(&q, p, orig, sizeof(orig))
+            icmp6_error(e, &q, 2, 0, oif.mtu)
+        return
+    if p.csum_partial:
+        csum_complete(p.l3 + p.csum_start, p.len - p.csum_start, p.csum_offset)
+        p.csum_partial = 0
+        e.vstats[oif.index][VS_SW_CSUM] += 1
+    f = p[0]
+    pkt_no_offload(&f)
+    f.frag_max = 0
+    e.fstats[oif.index][FS_REFRAG6] += 1
+    pos = hl
+    while pos < p.len:
+        last = p.len - pos <= fraglen
+        chunk = p.len - pos if last else fraglen
+        memcpy(ip, p.l3, hl)
+        ip[nxtoff] = 44
+        ip[hl] = proto
+        ip[hl + 1] = 0
+        put16(ip + hl + 2, (pos - hl) | (0 if last else 1))
+        memcpy(ip + hl + 4, &p.frag_id, 4)
+        memcpy(ip + hl + 8, p.l3 + pos, chunk)
+        put16(ip + 4, hl + 8 + chunk - 40)
+        f.l3 = ip
+        f.len = hl + 8 + chunk
+        f.src = ip + 8
+        f.dst = ip + 24
+        f.frag = 1 if pos == hl else 2
+        f.l4off = hl + 8
+        f.l4 = ip + hl + 8 if pos == hl else NULL
+        e.fstats[oif.index][FS_REFRAG6_CREATED] += 1
+        eth_output(e, oif, ip - ETH_HLEN, f.len + ETH_HLEN, AF_INET6, nexthop, &f)
+        pos += chunk
 
 cdef void ip6_send_local(tap_engine *e, uint8_t *l3, uint32_t len, tap_if *via) noexcept nogil:
     """Route and send a packet the router built; link-local destinations leave through `via`."""
@@ -1703,10 +1883,12 @@ cdef class Datapath:
         return p, b
 
     def stats(self, name):
-        """The engine's statistics of interface `name` as a dict (STAT_NAMES, VSTAT_NAMES)."""
+        """The engine's statistics of interface `name` as a dict (STAT_NAMES, VSTAT_NAMES,
+        FSTAT_NAMES)."""
         cdef int i = self._index(name)
         d = {STAT_NAMES[k]: self.e.ifs[i].stats[k] for k in range(ST_NSTATS)}
         d.update({VSTAT_NAMES[k]: self.e.vstats[i][k] for k in range(VS_NSTATS)})
+        d.update({FSTAT_NAMES[k]: self.e.fstats[i][k] for k in range(FS_NSTATS)})
         return d
 
     def vnet(self, name):

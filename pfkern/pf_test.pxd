@@ -7,6 +7,7 @@ from pfkern.pfvar_priv cimport pf_state_table, pthread_mutex_t
 from pfkern.pf_tap cimport tap_if, tap_pkt, tap_engine
 from pfkern.pf_table cimport pfr_dp
 from pfkern.pf_nat cimport cf_pool
+from pfkern.pf_norm cimport pf_norm_state
 
 
 cdef enum:
@@ -96,6 +97,7 @@ ctypedef struct cf_cold:
     uint32_t run_pos
     cf_pool *pool               # translation rules: the compiled rpool
     uint32_t overload1          # overload <table>: index + 1 into the generation's tables
+    cf_dyn *map_dyn             # inbound binat: the rule's own source "(if)" addresses
 
 # An indexed run: consecutive rules of one ruleset that differ (as far as the walk up to the key
 # address sees) only in one exact host address, all distinct — "block to 10.0.0.1", "block to
@@ -131,6 +133,7 @@ ctypedef struct cf_gen:
     cf_ruleset *binat_in        # inbound binat: source matched against the rule's destination,
                                 # destination against the pool address (pf_match_translation)
     cf_ruleset *rdr
+    cf_ruleset *scrub           # first match, as pf_normalize_ip walks it
     uint32_t serial             # generation number
     uint64_t refs               # states and source nodes pointing into this generation: a
                                 # replaced generation is freed when none is left
@@ -155,7 +158,7 @@ cdef enum:
 ctypedef struct cf_overload:
     uint32_t serial             # cf_gen.serial of the rule
     uint32_t idx                # cf_cold.overload1 - 1
-    uint32_t rule               # the rule's number (flush without PF_FLUSH_GLOBAL)
+    void *rule_r                # the rule (flush without PF_FLUSH_GLOBAL: its states only)
     uint8_t af
     uint8_t dir                 # the overloading state's direction
     uint8_t flush               # PF_FLUSH / PF_FLUSH_GLOBAL
@@ -179,6 +182,7 @@ ctypedef struct pf_engine:
     uint8_t ret_code
     uint8_t ret_ttl
     int wakefd                  # the purge thread's eventfd (overload work), -1 before attach
+    pf_norm_state *norm         # scrub's fragment cache (pf_norm)
     int novl
     cf_overload ovl[CF_OVERLOAD_Q]
 
@@ -192,6 +196,7 @@ cdef class Filter:
     cdef object datapath
     cdef object gen                  # the Python owner of e.gen (keeps its Rule objects alive)
     cdef list retired                # replaced generations states still point into
+    cdef object genlock              # RLock over gen/retired (commits and the purge thread)
     cdef object purger
     cdef int wakefd
     cdef bint closing

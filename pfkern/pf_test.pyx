@@ -32,9 +32,11 @@ Shape:
 - A purge thread (PFTM_INTERVAL) unlinks expired states and source nodes, frees generations no
   state uses, and adds overloading sources to their tables (under core.lock).
 
-What FreeBSD has and this does not (yet): scrub (fragments are not reassembled: a fragment is
-filtered as pf_test_fragment does and never translated), route-to/reply-to/dup-to, os
-fingerprints (never match), no-route/urpf-failed addresses (never match), modulate/synproxy
+- Scrub rules (first match) hand packets to pf_norm (reassembly, no-df, random-id, min-ttl,
+  set-tos, max-mss) before anything else; route-to/reply-to/dup-to set tap_pkt.rt_* for the
+  router to act on after the hook.
+
+What FreeBSD has and this does not (yet): os fingerprints (never match), no-route/urpf-failed addresses (never match), modulate/synproxy
 state (treated as keep state), tables in translation pools (such an entry translates nothing),
 anchor names in pflog records (the ruleset field stays empty).
 """
@@ -68,7 +70,8 @@ from pfkern.pf_table cimport KTable, Tables, pfr_dp, pfr_match_addr, pfr_dp_upda
 from pfkern.pf_util cimport put_cstr
 from pfkern.pf_rule cimport PoolAddr
 from pfkern.pf_log cimport pflog_rule
-from pfkern.pf_nat cimport (cf_pool, cf_pooladdr, NP_ADDR, NP_NONE, nat_get_sport, nat_map_addr,
+from pfkern.pf_norm cimport (pf_norm_new, pf_norm_free, pf_norm_packet, pf_norm_purge, NORM_PASS)
+from pfkern.pf_nat cimport (cf_pool, cf_pooladdr, NP_ADDR, NP_NONE, NP_TABLE, nat_get_sport, nat_map_addr,
                             nat_poolmask, nat_rewrite, nat_rewrite_icmp_error, nat_pool_entry)
 from pfkern.pf_tap cimport TAP_RT_ROUTE, TAP_RT_DUP
 from pfkern.pf cimport PfCore
@@ -921,12 +924,13 @@ cdef bint src_connlimit(pf_engine *e, pf_kstate *st, uint32_t now) noexcept nogi
         return False
     st.timeout = PFTM_PURGE
     st.src.state = st.dst.state = TCPS_CLOSED
-    if rc.overload1 and e.novl < CF_OVERLOAD_Q:
+    if rc.overload1 and e.novl < CF_OVERLOAD_Q and e.gen != NULL and st.gen_refs == &e.gen.refs:
+        # (a state of an older generation: its rule's table index means nothing now)
         o = &e.ovl[e.novl]
         e.novl += 1
         o.serial = e.gen.serial
         o.idx = rc.overload1 - 1
-        o.rule = st.rule
+        o.rule_r = st.rule_r
         o.af = sn.af
         o.dir = st.direction
         o.flush = r.flush
@@ -950,7 +954,7 @@ cdef int route_target(pf_engine *e, cf_pool *pool, pdesc *pd, pf_addr *addr) noe
 
 cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc *pd,
                       const pf_state_key_cmp *wire, const pf_state_key_cmp *stack, pf_kstate **sm,
-                      int *reason, uint32_t now) noexcept nogil:
+                      int *reason, uint32_t now, uint16_t tag) noexcept nogil:
     """pf_create_state: cr NULL is the default rule (a translation without a filter rule);
     wire/stack are the state's keys (equal without translation)."""
     cdef pf_rule *r = <pf_rule *>cr.r if cr != NULL else <pf_rule *>e.default_rule
@@ -978,13 +982,15 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc
             e, &nsn, n, &wire.addr[0] if pd.dir == PF_IN else &stack.addr[1], pd.af, now) != 0:
         reason_set(e, reason, PFRES_SRCLIMIT)
         drop_src_node(e, sn)
-        drop_src_node(e, nsn)
+        if nsn != sn:
+            drop_src_node(e, nsn)
         return PF_DROP
     st = pf_state_alloc(e.t)
     if st == NULL:
         reason_set(e, reason, PFRES_MEMORY)
         drop_src_node(e, sn)
-        drop_src_node(e, nsn)
+        if nsn != sn:
+            drop_src_node(e, nsn)
         return PF_DROP
     if cr != NULL and cr.pool != NULL and r.rt != PF_FASTROUTE and r.rt != 0:
         # route-to / reply-to / dup-to: the state keeps where its packets go
@@ -1014,7 +1020,7 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc
         st.state_flags |= PFSTATE_SLOPPY
     st.log = r.log & PF_LOG_ALL
     st.label = intern_label(e, r.label)
-    st.tag = pd.p.pf_tag          # test_rule tagged the packet before creating its state
+    st.tag = tag                  # the tag this evaluation gave (pf_create_state's `tag`)
     if pd.proto == IPPROTO_TCP:
         th = pd.th
         st.src.seqlo = rd32(th + 4)
@@ -1056,7 +1062,8 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc
         pf_state_release(e.t, st)
         reason_set(e, reason, PFRES_STATEINS)
         drop_src_node(e, sn)
-        drop_src_node(e, nsn)
+        if nsn != sn:
+            drop_src_node(e, nsn)
         return PF_DROP
     if sn != NULL:
         st.src_node = sn
@@ -1129,20 +1136,22 @@ cdef int test_rule(pf_engine *e, pdesc *pd, cf_cold **rm, cf_cold **am, pf_kstat
             nk = sk
         # the wire key is what crosses this interface: the original inbound, the translated out
         action = create_state(e, c.rm, c.am, nr, pd, &sk if pd.dir == PF_IN else &nk,
-                              &nk if pd.dir == PF_IN else &sk, sm, reason, now)
+                              &nk if pd.dir == PF_IN else &sk, sm, reason, now,
+                              <uint16_t>c.tag if c.tag > 0 else 0)
         if action != PF_PASS:
             if r.rule_flag & PFRULE_RETURN:
+                if nr != NULL:
+                    apply_translation(pd, &sk)  # answer what the sender sent
                 want_return(e, r, pd)
             return action
     return PF_PASS
 
 
 # ---- translation (pf_get_translation, pf_match_translation) -----------------------------------------
-cdef cf_cold *match_translation(pf_engine *e, cf_ruleset *rs, pdesc *pd) noexcept nogil:
-    """The first translation rule of rs (and the anchors it calls) the packet matches; NULL for
-    none or a "no nat/rdr/binat" rule. A tag it gives sticks to the packet either way."""
+cdef cf_cold *match_first(pf_engine *e, cf_ruleset *rs, pdesc *pd) noexcept nogil:
+    """The first rule of a first-match ruleset (translation, scrub: compiled all quick) and
+    the anchors it calls that the packet matches, or NULL."""
     cdef evalctx c
-    cdef uint8_t action
     if rs == NULL or rs.n == 0:
         return NULL
     c.rm = NULL
@@ -1154,12 +1163,19 @@ cdef cf_cold *match_translation(pf_engine *e, cf_ruleset *rs, pdesc *pd) noexcep
     eval_ruleset(e, rs, pd, &c)
     if c.tag > 0:
         pd.p.pf_tag = <uint16_t>c.tag
-    if c.rm == NULL:
+    return c.rm
+
+cdef cf_cold *match_translation(pf_engine *e, cf_ruleset *rs, pdesc *pd) noexcept nogil:
+    """The first translation rule of rs (and the anchors it calls) the packet matches; NULL for
+    none or a "no nat/rdr/binat" rule. A tag it gives sticks to the packet either way."""
+    cdef uint8_t action
+    cdef cf_cold *rm = match_first(e, rs, pd)
+    if rm == NULL:
         return NULL
-    action = (<pf_rule *>c.rm.r).action
+    action = (<pf_rule *>rm.r).action
     if action == PF_NONAT or action == PF_NORDR or action == PF_NOBINAT:
         return NULL
-    return c.rm
+    return rm
 
 cdef const cf_pooladdr *pool_entry(cf_pool *pool, uint8_t af) noexcept nogil:
     """rpool.cur, or the first entry of the packet's family when cur is of the other."""
@@ -1225,13 +1241,13 @@ cdef cf_cold *get_translation(pf_engine *e, pdesc *pd, pf_state_key_cmp *sk,
             if pa == NULL:
                 return NULL
             nat_poolmask(naddr, &pa.addr, &pa.mask, pd.src, pd.af)
-        elif nr.src_dyn != NULL:
-            for k in range(nr.src_dyn.n):
-                if nr.src_dyn.af[k] == pd.af:
+        elif nr.map_dyn != NULL:
+            for k in range(nr.map_dyn.n):
+                if nr.map_dyn.af[k] == pd.af:
                     break
             else:
                 return NULL
-            nat_poolmask(naddr, &nr.src_dyn.addr[k], &nr.src_dyn.mask[k], pd.dst, pd.af)
+            nat_poolmask(naddr, &nr.map_dyn.addr[k], &nr.map_dyn.mask[k], pd.dst, pd.af)
         else:
             nat_poolmask(naddr, &r.src.addr.v.a.addr, &r.src.addr.v.a.mask, pd.dst, pd.af)
     elif r.action == PF_RDR:
@@ -1239,7 +1255,7 @@ cdef cf_cold *get_translation(pf_engine *e, pdesc *pd, pf_state_key_cmp *sk,
             return NULL
         if (pool.opts & PF_POOL_TYPEMASK) == PF_POOL_BITMASK:
             nat_poolmask(naddr, naddr, &pool.a[pool.cur].mask, pd.dst, pd.af)
-        if pool.proxy_port[1]:
+        if pool.proxy_port[1] >= pool.proxy_port[0] and pool.proxy_port[1]:
             tmp = ((<uint32_t>ntohs(pd.dport) - ntohs(r.dst.port[0])) %
                    (<uint32_t>pool.proxy_port[1] - pool.proxy_port[0] + 1)) + pool.proxy_port[0]
             if tmp > 65535:
@@ -1294,18 +1310,8 @@ cdef void want_return(pf_engine *e, pf_rule *r, pdesc *pd) noexcept nogil:
 
 
 # ---- pf_test / pf_test6 ------------------------------------------------------------------------------
-cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *reason) noexcept nogil:
-    cdef pdesc pd
-    cdef pf_kstate *s = NULL
-    cdef cf_cold *rm = NULL
-    cdef cf_cold *am = NULL
-    cdef pf_rule *r
-    cdef pf_rule *a
-    cdef int action, dirndx
-    cdef uint32_t now = pf_uptime()
-    cdef uint8_t t
-    cdef bint from_state = False
-
+cdef void pdesc_of(pdesc *pd, tap_pkt *p, tap_if *ifp, int dir) noexcept nogil:
+    """The descriptor's first fill from the router's tap_pkt (ports and headers come later)."""
     pd.p = p
     pd.ifp = ifp
     pd.dir = dir
@@ -1323,6 +1329,32 @@ cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *rea
         pd.tos = p.l3[1] & 0xfc
     else:
         pd.tos = ((p.l3[0] & 0x0f) << 4 | (p.l3[1] >> 4)) & 0xfc
+
+
+cdef int pf_test_locked(pf_engine *e, int dir, tap_if *ifp, tap_pkt *p, int *reason) noexcept nogil:
+    cdef pdesc pd
+    cdef pf_kstate *s = NULL
+    cdef cf_cold *rm = NULL
+    cdef cf_cold *am = NULL
+    cdef pf_rule *r
+    cdef pf_rule *a
+    cdef int action, dirndx
+    cdef uint32_t now = pf_uptime()
+    cdef uint8_t t
+    cdef bint from_state = False
+    cdef cf_cold *sr
+    cdef int rc
+
+    pdesc_of(&pd, p, ifp, dir)
+    if e.gen != NULL and e.gen.scrub.n and e.norm != NULL:
+        # pf_normalize_ip(6): the first scrub rule that matches decides; a fragment may be held
+        # for reassembly, or come back as the whole packet
+        sr = match_first(e, e.gen.scrub, &pd)
+        if sr != NULL and (<pf_rule *>sr.r).action == PF_SCRUB:
+            rc = pf_norm_packet(e.norm, p, dir, <const pf_rule *>sr.r, reason, now)
+            if rc != NORM_PASS:
+                return PF_DROP
+            pdesc_of(&pd, p, ifp, dir)
 
     if p.frag:
         # fragments are not reassembled (no scrub): pf_test_fragment
@@ -1442,20 +1474,21 @@ cdef void count_tables(cf_cold *rm, pf_rule *r, pf_kstate *s, pdesc *pd, int act
     packet of a state the addresses its stack key holds (untranslated)."""
     cdef const pf_addr *a
     cdef pf_state_key_cmp *k
-    if rm.src_tbl != NULL and r.src.addr.type == PF_ADDR_TABLE:
-        a = pd.src
+    cdef pfr_dp *tbl
+    cdef pf_rule_addr *ra
+    cdef int side                   # 0 source, 1 destination
+    for side in range(2):
+        tbl = rm.src_tbl if side == 0 else rm.dst_tbl
+        ra = &r.src if side == 0 else &r.dst
+        if tbl == NULL or ra.addr.type != PF_ADDR_TABLE:
+            continue
+        a = pd.src if side == 0 else pd.dst
         if s != NULL:
             k = &s.key[PF_SK_STACK if s.direction == PF_IN else PF_SK_WIRE].k
-            a = &k.addr[1 if s.direction == PF_OUT else 0]
-        pfr_dp_update_stats(rm.src_tbl, a, pd.af, pd.tot_len, pd.dir == PF_OUT,
-                            r.action == PF_PASS, r.src.neg)
-    if rm.dst_tbl != NULL and r.dst.addr.type == PF_ADDR_TABLE:
-        a = pd.dst
-        if s != NULL:
-            k = &s.key[PF_SK_STACK if s.direction == PF_IN else PF_SK_WIRE].k
-            a = &k.addr[1 if s.direction == PF_IN else 0]
-        pfr_dp_update_stats(rm.dst_tbl, a, pd.af, pd.tot_len, pd.dir == PF_OUT,
-                            r.action == PF_PASS, r.dst.neg)
+            # the source is index 1 of an outbound state's key, the destination of an inbound's
+            a = &k.addr[1 if (s.direction == PF_OUT) == (side == 0) else 0]
+        pfr_dp_update_stats(tbl, a, pd.af, pd.tot_len, pd.dir == PF_OUT, r.action == PF_PASS,
+                            ra.neg)
 
 
 cdef int pf_test_hook(void *ctx, int dir, tap_if *ifp, tap_pkt *pkt) noexcept nogil:
@@ -1498,6 +1531,8 @@ cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
             state_unlink(e, st)
             n += 1
         st = nxt
+    if e.norm != NULL:
+        pf_norm_purge(e.norm, now)
     sn = t.shead
     while sn != NULL:
         snext = sn.anext
@@ -1643,6 +1678,7 @@ cdef class _Compiler:
         cdef int i, k, n = len(rules)
         cdef uint32_t target
         cdef bint translation = rs_num != PF_RULESET_FILTER
+        cdef list mine = []             # this ruleset's fold entries (its anchors add their own)
         if variant:
             crs.evals = self.ruleset(rs, rs_num, 0).evals
         else:
@@ -1655,8 +1691,10 @@ cdef class _Compiler:
             cc.r = <void *>&rule.r
             r = <pf_rule *>cc.r
             if not variant:
-                self.fold.append([<uintptr_t>cc.r, <uintptr_t>&rule.ext_evals, <uintptr_t>&crs.evals[i],
-                                  <uintptr_t>&rule.ext_diff, <uintptr_t>&rule.ext_pos, 0, 0])
+                entry = [<uintptr_t>cc.r, <uintptr_t>&rule.ext_evals, <uintptr_t>&crs.evals[i],
+                         <uintptr_t>&rule.ext_diff, <uintptr_t>&rule.ext_pos, 0, 0]
+                mine.append(entry)
+                self.fold.append(entry)         # the same list: index_runs completes it
             for k in range(8):
                 target = rule.r.skip[k].nr
                 target = n if target >= <uint32_t>n or target <= <uint32_t>i else target
@@ -1688,6 +1726,9 @@ cdef class _Compiler:
             if rule.overload_table is not None and not variant:
                 self.gen.overload.append(rule.overload_table)
                 cc.overload1 = len(self.gen.overload)
+            if rs_num == PF_RULESET_SCRUB:
+                # pf_normalize_ip looks at interface, direction, family, protocol, addresses
+                cr.src_op = cr.dst_op = 0
             if translation:
                 cr.type = cr.code = cr.tos = cr.flags = cr.flagset = 0
                 cr.slow = 1 if (r.match_tag or r.os_fingerprint) else 0
@@ -1697,9 +1738,10 @@ cdef class _Compiler:
             elif r.rt in (PF_ROUTETO, PF_REPLYTO, PF_DUPTO) and rule.anchor is None:
                 cc.pool = self.pool(rule, cr.af)
             if variant:
-                # inbound binat: the packet's source against the rule's destination (with the
-                # source's skip steps, as pf_match_translation does), its destination against
-                # the pool address, no destination port; a mismatch there goes to the next rule
+                # inbound binat: the packet's source against the rule's destination, its
+                # destination against the pool address, no destination port; a mismatch there
+                # goes to the next rule. The rule's own source "(if)" maps the address back.
+                cc.map_dyn = cc.src_dyn
                 cr.src_kind = self.addr_kind(&r.dst, rule.dst_table, cr, cc, True)
                 cr.src_op = r.dst.port_op
                 cr.src_port[0] = r.dst.port[0]
@@ -1711,6 +1753,11 @@ cdef class _Compiler:
                     memset(&xdst, 0, sizeof(xdst))
                     xdst.addr = pa.pa.addr
                     cr.dst_kind = self.addr_kind(&xdst, pa.table, cr, cc, False)
+                # pf_match_translation skips by the destination's steps here
+                cr.skip[PF_SKIP_SRC_ADDR] = cr.skip[PF_SKIP_DST_ADDR]
+                cr.skip[PF_SKIP_SRC_PORT] = cr.skip[PF_SKIP_DST_PORT]
+                cc.skip_far[PF_SKIP_SRC_ADDR] = cc.skip_far[PF_SKIP_DST_ADDR]
+                cc.skip_far[PF_SKIP_SRC_PORT] = cc.skip_far[PF_SKIP_DST_PORT]
                 cr.skip[PF_SKIP_DST_ADDR] = 1
             anchor = rule.anchor
             if anchor is not None:
@@ -1725,7 +1772,7 @@ cdef class _Compiler:
                 else:
                     cc.anchor = self.ruleset(anchor.ruleset, rs_num, variant)
         if not variant:
-            self.index_runs(crs, self.fold[len(self.fold) - n:] if n else [])
+            self.index_runs(crs, mine)
             self.gen.g.nrules += n
         return crs
 
@@ -1737,8 +1784,10 @@ cdef class _Compiler:
         cdef pf_rule_addr ra
         cdef cf_dyn *d
         cdef cf_pooladdr *e
+        cdef KTable kt
         cdef int i, j
         entries = []
+        tables = {}
         for pa in rule.pool:
             t = pa.pa.addr.type
             ifname = pa.pa.ifname[:16].split(b"\0", 1)[0].decode("latin-1")
@@ -1754,6 +1803,10 @@ cdef class _Compiler:
                 for j in range(d.n):
                     entries.append((NP_ADDR, d.af[j], bytes((<char *>&d.addr[j])[:16]),
                                     bytes((<char *>&d.mask[j])[:16]), ifidx))
+            elif t == PF_ADDR_TABLE and pa.table is not None:
+                self.gen.tables.append(pa.table)
+                entries.append((NP_TABLE, af, b"\0" * 16, b"\0" * 16, ifidx))
+                tables[len(entries) - 1] = pa.table
             else:
                 entries.append((NP_NONE, af, b"\0" * 16, b"\0" * 16, ifidx))
         pl.n = len(entries)
@@ -1763,6 +1816,9 @@ cdef class _Compiler:
             e.kind = kind
             e.af = paf
             e.ifidx = ifidx
+            if kind == NP_TABLE:
+                kt = tables[i]
+                e.tbl = kt.dp
             memcpy(&e.addr, <char *>addr, 16)
             memcpy(&e.mask, <char *>mask, 16)
         pl.opts = rule.r.rpool.opts
@@ -1770,6 +1826,7 @@ cdef class _Compiler:
             pl.key[i] = rule.r.rpool.key.key32[i]
         pl.proxy_port[0] = rule.r.rpool.proxy_port[0]
         pl.proxy_port[1] = rule.r.rpool.proxy_port[1]
+        pl.tblidx = -1
         if pl.n:
             memcpy(&pl.counter, &pl.a[0].addr, sizeof(pf_addr))
         return pl
@@ -1961,6 +2018,7 @@ cdef class Filter:
         (<pf_rule *>self.e.default_rule).nr = <uint32_t>-1
         self.wakefd = -1
         self.e.wakefd = -1
+        self.e.norm = NULL
 
     def __init__(self, PfCore core, datapath=None):
         cdef StateTable states = core.states
@@ -1972,6 +2030,9 @@ cdef class Filter:
         self.e.status = &core.status
         self.e.timeouts = core.timeout
         self.e.rng = seed | 1
+        self.e.norm = pf_norm_new(core.limit, core.timeout, core.status.counters)
+        if self.e.norm == NULL:
+            raise MemoryError()
         self.ifindex = {}
         if datapath is not None:
             self.e.tap = (<Datapath>datapath).e
@@ -1979,6 +2040,7 @@ cdef class Filter:
                 self.ifindex[name] = i
         self.gen = None
         self.retired = []
+        self.genlock = threading.RLock()
         self.purger = None
         self.closing = False
         tables = getattr(core, "tables", None)
@@ -1994,14 +2056,16 @@ cdef class Filter:
             for i in range(self.e.nlabels):
                 free(self.e.labels[i])
             free(self.e.default_rule)
+            if self.e.norm != NULL:
+                pf_norm_free(self.e.norm)
             free(self.e)
         if self.wakefd >= 0:
             close(self.wakefd)
 
     # -- compile and swap --------------------------------------------------------------------
     def _on_commit(self, ruleset, rs_num):
-        if rs_num in (PF_RULESET_FILTER, PF_RULESET_NAT, PF_RULESET_BINAT, PF_RULESET_RDR) and \
-                not self.closing:
+        if rs_num in (PF_RULESET_FILTER, PF_RULESET_NAT, PF_RULESET_BINAT, PF_RULESET_RDR,
+                      PF_RULESET_SCRUB) and not self.closing:
             self.recompile()
 
     def recompile(self):
@@ -2025,6 +2089,7 @@ cdef class Filter:
         gen.g.binat = c.ruleset(main, PF_RULESET_BINAT)
         gen.g.binat_in = c.ruleset(main, PF_RULESET_BINAT, 1)
         gen.g.rdr = c.ruleset(main, PF_RULESET_RDR)
+        gen.g.scrub = c.ruleset(main, PF_RULESET_SCRUB)
         global gen_serial
         gen_serial += 1
         gen.g.serial = gen_serial
@@ -2037,10 +2102,11 @@ cdef class Filter:
             self.e.gen = gen.g
             hook_evals(gen.g)
             pthread_mutex_unlock(&t.lock)
-        if self.gen is not None:
-            self.retired.append(self.gen)
-        self.gen = gen
-        self.reap()
+        with self.genlock:
+            if self.gen is not None:
+                self.retired.append(self.gen)
+            self.gen = gen
+            self.reap()
         log.debug("rules compiled: %d (filter %d, nat %d, binat %d, rdr %d in the main ruleset); "
                   "indexed runs: %d (%d rules)", gen.g.nrules, gen.g.main.n, gen.g.nat.n,
                   gen.g.binat.n, gen.g.rdr.n, gen.g.nruns,
@@ -2052,14 +2118,15 @@ cdef class Filter:
         cdef pf_state_table *t = self.e.t
         cdef uint64_t refs
         keep = []
-        for old in self.retired:
-            with nogil:
-                pthread_mutex_lock(&t.lock)
-                refs = old.g.refs
-                pthread_mutex_unlock(&t.lock)
-            if refs:
-                keep.append(old)
-        self.retired = keep         # the others are freed here, unreferenced
+        with self.genlock:          # the purge thread and commits both reap
+            for old in self.retired:
+                with nogil:
+                    pthread_mutex_lock(&t.lock)
+                    refs = old.g.refs
+                    pthread_mutex_unlock(&t.lock)
+                if refs:
+                    keep.append(old)
+            self.retired = keep     # the others are freed here, unreferenced
 
     @property
     def generations(self):
@@ -2169,7 +2236,7 @@ cdef class Filter:
                         if sk.af == q[i].af and (
                                 (q[i].dir == PF_OUT and addr_eq(&q[i].addr, &sk.addr[1], sk.af)) or
                                 (q[i].dir == PF_IN and addr_eq(&q[i].addr, &sk.addr[0], sk.af))) and (
-                                q[i].flush & PF_FLUSH_GLOBAL or st.rule == q[i].rule):
+                                q[i].flush & PF_FLUSH_GLOBAL or st.rule_r == q[i].rule_r):
                             st.timeout = PFTM_PURGE
                             st.src.state = st.dst.state = TCPS_CLOSED
                         st = st.anext

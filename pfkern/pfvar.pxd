@@ -337,12 +337,15 @@ cdef extern from "net/pfvar.h" nogil:
 
     # translation (nat / binat / rdr and their "no" forms) and address pools
     enum:
+        PF_SCRUB
+        PF_NOSCRUB
         PF_NAT
         PF_NONAT
         PF_BINAT
         PF_NOBINAT
         PF_RDR
         PF_NORDR
+        PF_RULESET_SCRUB
         PF_RULESET_FILTER
         PF_RULESET_NAT
         PF_RULESET_BINAT

@@ -246,3 +246,23 @@ def test_sticky_address_keeps_a_source_on_one_address(f):
 def test_source_hash_is_stable(f):
     first = pool_sources(f, PF_POOL_SRCHASH)
     assert len(set(first)) == 1, first
+
+
+def test_round_robin_pool_from_a_table(f):
+    """nat ... -> <natpool> round-robin: the connections take the table's addresses in turn."""
+    from tables_util import TableClient, table
+    tc = TableClient(f.dev)
+    tc.add_tables(table("natpool", flags=0x1))
+    try:
+        tc.add_addrs(table("natpool"), ["10.99.8.1", "10.99.8.2"])
+        f.load([nat_rule(PF_NAT, ["<natpool>"], opts=PF_POOL_ROUNDROBIN, af=AF_INET, ifname=f.b.tap,
+                         src=f"{f.a.gw4}/24"), rule(PF_PASS)])
+        nspawn(f, f.b, "echo_threads", f.b.ip4, ECHO_PORT + 9)
+        res = nprobe(f, f.a, "tcp_burst", f.b.ip4, ECHO_PORT + 9, 4)
+        assert res["results"] == ["ok"] * 4, res
+        got = [ip_of(s.key[0].addr[1]) for s in f.states()
+               if s.direction == PF_OUT and s.proto == TCP and socket.ntohs(s.key[0].port[0]) == ECHO_PORT + 9]
+        assert sorted(got) == ["10.99.8.1", "10.99.8.1", "10.99.8.2", "10.99.8.2"], got
+    finally:
+        f.flush()
+        tc.del_tables(table("natpool"))
