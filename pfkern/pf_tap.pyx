@@ -849,10 +849,14 @@ cdef void keep_original(tap_pkt *q, tap_pkt *p, uint8_t *buf, uint32_t size) noe
         q.l4 = buf + p.l4off
     q.len = n
 
-cdef bint pf_route(tap_engine *e, tap_pkt *p, tap_if *cur) noexcept nogil:
+cdef inline const uint8_t *rt_nexthop(tap_pkt *p) noexcept nogil:
+    return &p.rt_addr[0] if memcmp(p.rt_addr, ZERO16, 16) != 0 else <const uint8_t *>p.dst
+
+cdef int pf_route(tap_engine *e, tap_pkt *p, tap_if *cur) noexcept nogil:
     """pf_route: pf asked to route (or copy) the packet by rt_ifidx towards rt_addr. cur is the
-    interface of the output pass that asked (NULL on input). True: the packet is gone (routed,
-    or dropped after too many reroutes); False: it goes on as the router would send it."""
+    interface of the output pass that asked (NULL on input). 1: the packet is gone (routed, or
+    dropped after too many reroutes); 0: it goes on as the router would send it; 2: it goes on
+    out of cur, towards rt_nexthop(p) (route-to the interface it leaves by anyway)."""
     cdef tap_if *oif
     cdef const uint8_t *nh
     cdef tap_pkt d
@@ -887,7 +891,7 @@ cdef bint pf_route(tap_engine *e, tap_pkt *p, tap_if *cur) noexcept nogil:
     p.rt_hops += 1
     nh = &p.rt_addr[0] if memcmp(p.rt_addr, ZERO16, 16) != 0 else <const uint8_t *>p.dst
     if cur == oif:                          # the same way out: only the next hop changes
-        eth_output(e, oif, p.l3 - ETH_HLEN, p.len + ETH_HLEN, p.af, nh, p)
+        return 2
     elif p.af == AF_INET:
         ip4_output(e, oif, p, nh)           # pf_test out on the new interface first
     else:
@@ -902,14 +906,19 @@ cdef void ip4_output(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *next
     cdef tap_pkt q
     cdef uint8_t orig[68]                   # what icmp_error quotes: IP header + 8
     cdef bint kept = False
+    cdef int rc
     if seg_len(p) > oif.mtu and p.rcvif != NULL:
         keep_original(&q, p, orig, p.l4off + 8)     # before pf_test out may translate it
         kept = True
     if tap_pf_hook(e, PF_OUT, oif, p) != PF_PASS:
         oif.stats[ST_DROP_PF] += 1
         return
-    if p.rt_kind and pf_route(e, p, oif):
-        return
+    if p.rt_kind:
+        rc = pf_route(e, p, oif)
+        if rc == 1:
+            return
+        if rc == 2:
+            nexthop = rt_nexthop(p)
     if seg_len(p) > oif.mtu:                # again: scrub out may have reassembled the packet
         if p.gso_size == 0 and not (be16(p.l3 + 6) & 0x4000):
             ip4_fragment(e, oif, p, nexthop)
@@ -1125,7 +1134,7 @@ cdef void ip4_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, const ta
     if tap_pf_hook(e, PF_IN, ifp, &p) != PF_PASS:
         ifp.stats[ST_DROP_PF] += 1
         return
-    if p.rt_kind and pf_route(e, &p, NULL):
+    if p.rt_kind and pf_route(e, &p, NULL) == 1:
         return
     if ours4(e, p.dst):
         local4(e, ifp, &p)
@@ -1205,14 +1214,19 @@ cdef void ip6_output(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *next
     cdef tap_pkt q
     cdef uint8_t orig[1280 - 48]            # what icmp6_error quotes
     cdef bint kept = False
+    cdef int rc
     if seg_len(p) > oif.mtu and p.rcvif != NULL:
         keep_original(&q, p, orig, sizeof(orig))
         kept = True
     if tap_pf_hook(e, PF_OUT, oif, p) != PF_PASS:
         oif.stats[ST_DROP_PF] += 1
         return
-    if p.rt_kind and pf_route(e, p, oif):
-        return
+    if p.rt_kind:
+        rc = pf_route(e, p, oif)
+        if rc == 1:
+            return
+        if rc == 2:
+            nexthop = rt_nexthop(p)
     if p.frag_max and p.rcvif != NULL:
         ip6_refragment(e, oif, p, nexthop)
         return
@@ -1536,7 +1550,7 @@ cdef void ip6_input(tap_engine *e, tap_if *ifp, uint8_t *f, uint32_t n, const ta
     if tap_pf_hook(e, PF_IN, ifp, &p) != PF_PASS:
         ifp.stats[ST_DROP_PF] += 1
         return
-    if p.rt_kind and pf_route(e, &p, NULL):
+    if p.rt_kind and pf_route(e, &p, NULL) == 1:
         return
     kind = ours6(e, ifp, p.dst)
     if kind:
