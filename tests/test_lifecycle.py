@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from conftest import REPO, Pfd, is_mounted
 from pfkern.client import PfDevice
@@ -58,20 +57,3 @@ def test_bad_command_line_is_refused():
     res = subprocess.run([sys.executable, "-m", "pfkern.pfd", "--perm", "9z"], capture_output=True,
                          text=True, cwd=REPO)
     assert res.returncode == 2 and "--perm" in res.stderr
-
-
-def test_demo_shows_pf_answering_and_keeps_serving(tmpdir_pf):
-    path = os.path.join(tmpdir_pf, "pf")
-    daemon = Pfd(path, extra=["--demo"]).wait_ready()
-    try:
-        deadline = time.time() + 30
-        while "keeps serving" not in daemon.output() and time.time() < deadline:
-            time.sleep(0.1)
-        out = daemon.output()
-        assert f"pf on {path}: Enabled" in out, out
-        assert "lo               interface" in out and "all              group" in out
-        assert "DIOCNATLOOK" in out and "No such file or directory" in out
-        with PfDevice(path, "r") as d:                # still serving after the demo client
-            assert d.status().running == 1
-    finally:
-        assert daemon.stop() == 0
