@@ -7,7 +7,7 @@ in the namespaces. Bounded runs (--seconds, ≤ 10); all traffic stays inside th
 With two or more CPUs the router process is pinned on CPU 0 and the traffic tools (flooder,
 sink, iperf3 client and server) on CPU 1, as in reference/measured.md (--no-pin: unpinned).
     python3 bench/datapath.py [--seconds 5] [--size 18] [--rounds 1] [--no-vnet] [--no-pin]
-                              [--routers c_router_vnet,pfd_vnet]
+                              [--routers c_router_vnet,pfd_vnet] [--udp-mode sink|drop]
 """
 import argparse
 import json
@@ -45,16 +45,20 @@ def default_pin():
     return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
 
 
-def topology(tag, net, binary=None, vnet=False, pin=None, device=False):
+def topology(tag, net, binary=None, vnet=False, pin=None, device=False, nice=0):
     """A Topology around the C router (binary) or pfd's router; the hosts' MACs fixed (the C router
-    has them statically); the router pinned on pin[0]."""
+    has them statically); the router pinned on pin[0]; router and traffic tools at `nice` (a
+    negative value gives them the larger share of their CPUs against other work on the machine)."""
     command = c_command(binary, vnet) if binary else None
     t = Topology(tag=tag, mtu_b=1500, net=net, command=command, device=device, vnet=vnet)
     if command:
         t.args = [a.replace("@A", MAC_A).replace("@B", MAC_B) for a in t.args]
     if pin:
         t.args = ["taskset", "-c", str(pin[0])] + t.args
+    if nice:
+        t.args = ["nice", "-n", str(nice)] + t.args
     t.pin = pin
+    t.nice = nice
     return t
 
 
@@ -64,11 +68,60 @@ def prepare(t):
         t.ns(s, "ip", "link", "set", s.tap, "address", m)
 
 
-def measure(t, binary, seconds, size, udp=True, tcp=None):
+def cpu_snapshot(pid=None, cpu=None):
+    """(clock ticks used by a process, all its threads; busy ticks of one CPU, steal ticks of
+    that CPU, monotonic time)."""
+    proc = busy = steal = 0
+    if pid is not None:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        proc = int(fields[11]) + int(fields[12])          # utime + stime
+    if cpu is not None:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    v = [int(x) for x in line.split()[1:]]
+                    busy, steal = sum(v) - v[3] - v[4], v[7]    # all but idle and iowait
+    return proc, busy, steal, time.monotonic()
+
+
+def drop_address(t):
+    """An address routed through the router to B that B does not own: B's stack (IP forwarding
+    off in its namespace) drops each packet at IP input, without a socket and without an ICMP
+    error back through the router."""
+    return t.far4.rsplit(".", 1)[0] + ".99"
+
+
+def ingress_drop(t, addr):
+    """B drops packets to addr at its interface's ingress (nftables netdev hook: before IP input,
+    so B's share of the router's write() is the smallest it can be). False when nft is missing:
+    then B's IP input drops them (unroutable there), which costs a route lookup and a dst
+    allocation per packet inside the router's write()."""
+    if not shutil.which("nft"):
+        return False
+    rules = (f'table netdev pfbench_b {{\n chain b_in {{\n  type filter hook ingress device "{t.b.tap}" '
+             f'priority 0; policy accept;\n  ip daddr {addr} drop\n }}\n}}\n')
+    return subprocess.run(["ip", "netns", "exec", t.b.ns, "nft", "-f", "-"], input=rules, text=True,
+                          capture_output=True).returncode == 0
+
+
+def measure(t, binary, seconds, size, udp=True, tcp=None, udp_mode="sink", retries=0, max_other=0.2):
     """{udp_sent_pps, udp_delivered_pps, tcp_gbit_s, tcp_retransmits} for what was asked (tcp
-    by default when iperf3 exists)."""
+    by default when iperf3 exists).
+
+    udp_mode "sink": a UDP socket in B counts what it receives (sink and flooder both on the
+    traffic CPU when pinned: they compete for it). "drop": no receiver; the flood goes to
+    drop_address(t), B drops it at ingress (ingress_drop; b_drop says where) and "delivered" is
+    what the router wrote into B's interface (its rx_packets), so the traffic CPU runs the
+    flooder alone; B's receive path up to the drop runs inside the router's write() for every
+    router alike. Also router_cpu (the router process's CPU use over the flood, in CPUs) and,
+    pinned, router_cpu_busy and router_cpu_steal (the router CPU's busy and stolen fractions).
+    A flood during which the router CPU did other work for more than max_other of the time, or
+    was less than 90% busy, is "disturbed" and repeated up to `retries` times (pinned only)."""
     pin = getattr(t, "pin", None)
     pre = ["taskset", "-c", str(pin[1])] if pin else []
+    if getattr(t, "nice", 0):
+        pre = ["nice", "-n", str(t.nice)] + pre
     if tcp is None:
         tcp = bool(shutil.which("iperf3"))
     for s in (t.a, t.b):
@@ -78,13 +131,49 @@ def measure(t, binary, seconds, size, udp=True, tcp=None):
          "ping", t.b.ip4, "2", check=False)
     res = {}
     if udp:
-        sink = subprocess.Popen(["ip", "netns", "exec", t.b.ns, *pre, binary, "sink", "9000", str(seconds + 1.5)],
-                                stdout=subprocess.PIPE, text=True)
-        sink.stdout.readline()
-        sent = int(t.ns(t.a, *pre, binary, "flood", t.b.ip4, "9000", str(seconds), str(size),
-                        timeout=seconds + 30).stdout)
-        got = int(sink.communicate(timeout=seconds + 30)[0])
-        res.update(udp_sent_pps=sent / seconds, udp_delivered_pps=got / seconds)
+        proc = getattr(t, "proc", None)
+        pid = proc.pid if proc is not None else None
+        cpu = pin[0] if pin else None
+        hz = os.sysconf("SC_CLK_TCK")
+        if udp_mode == "drop":
+            res["b_drop"] = "nft-ingress" if ingress_drop(t, drop_address(t)) else "ip-input"
+        total = 0
+        for attempt in range(1 + retries):
+            if udp_mode == "drop":
+                before = t.link_stats(t.b)
+                c0 = cpu_snapshot(pid, cpu)
+                sent = int(t.ns(t.a, *pre, binary, "flood", drop_address(t), "9000", str(seconds), str(size),
+                                timeout=seconds + 30).stdout)
+                c1 = cpu_snapshot(pid, cpu)
+                time.sleep(0.2)         # what the router still had queued
+                after = t.link_stats(t.b)
+                got = after["rx_packets"] - before["rx_packets"]
+                res["b_tx_packets"] = after["tx_packets"] - before["tx_packets"]   # B sent back: ~0
+            else:
+                sink = subprocess.Popen(["ip", "netns", "exec", t.b.ns, *pre, binary, "sink", "9000",
+                                         str(seconds + 1.5)], stdout=subprocess.PIPE, text=True)
+                sink.stdout.readline()
+                c0 = cpu_snapshot(pid, cpu)
+                sent = int(t.ns(t.a, *pre, binary, "flood", t.b.ip4, "9000", str(seconds), str(size),
+                                timeout=seconds + 30).stdout)
+                c1 = cpu_snapshot(pid, cpu)
+                got = int(sink.communicate(timeout=seconds + 30)[0])
+            total += got
+            res.update(udp_sent_pps=sent / seconds, udp_delivered_pps=got / seconds, udp_mode=udp_mode,
+                       attempts=attempt + 1, udp_delivered_all_attempts=total)
+            wall = c1[3] - c0[3]
+            if pid:
+                res["router_cpu"] = round((c1[0] - c0[0]) / hz / wall, 3)
+            if pin:
+                res["router_cpu_busy"] = round((c1[1] - c0[1]) / hz / wall, 3)
+                res["router_cpu_steal"] = round((c1[2] - c0[2]) / hz / wall, 3)
+            # disturbed: the router CPU was busy with other work (other processes, the
+            # hypervisor's steal) for more than max_other of the time, or the router was not
+            # kept busy (the flooder did not get its CPU)
+            res["disturbed"] = bool(pid and pin and (res["router_cpu_busy"] - res["router_cpu"] > max_other
+                                                     or res["router_cpu_busy"] < 0.9))
+            if not res["disturbed"]:
+                break
     if tcp:
         srv = subprocess.Popen(["ip", "netns", "exec", t.b.ns, *pre, "iperf3", "-s", "-1"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -117,6 +206,8 @@ def main():
     p.add_argument("--no-vnet", dest="vnet", action="store_false", help="skip the vnet_hdr TCP cases")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin router and traffic")
     p.add_argument("--routers", help=f"comma-separated subset of {','.join(ROUTERS)}")
+    p.add_argument("--udp-mode", choices=("sink", "drop"), default="sink",
+                   help="small UDP counted by a socket in B (sink) or at B's TAP, B dropping (drop)")
     args = p.parse_args()
     args.seconds = min(args.seconds, 10)
     pin = default_pin() if args.pin else None
@@ -135,7 +226,7 @@ def main():
                 t = topology(f"x{r}{i}", 75, binary if is_c else None, vnet, pin)
                 with t:
                     prepare(t)
-                    res = measure(t, binary, args.seconds, args.size, udp=udp)
+                    res = measure(t, binary, args.seconds, args.size, udp=udp, udp_mode=args.udp_mode)
                 res.update(router=name, pinned=pin)
                 rows.append(res)
                 print(json.dumps(res), flush=True)
