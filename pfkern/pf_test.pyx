@@ -1091,6 +1091,16 @@ cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc
 
 
 # ---- pf_test_rule ------------------------------------------------------------------------------------
+cdef inline void ctx_init(evalctx *c) noexcept nogil:
+    """A walk's start: nothing matched, the packet's own tag not read yet (-1)."""
+    c.rm = NULL
+    c.am = NULL
+    c.acur = NULL
+    c.match = 0
+    c.tag = -1
+    c.depth = 0
+
+
 cdef int test_rule(pf_engine *e, pdesc *pd, cf_cold **rm, cf_cold **am, pf_kstate **sm,
                    int *reason, uint32_t now, bint fragment) noexcept nogil:
     """pf_test_rule (pf_test_fragment when fragment): translation (nat/binat/rdr), then the
@@ -1100,12 +1110,7 @@ cdef int test_rule(pf_engine *e, pdesc *pd, cf_cold **rm, cf_cold **am, pf_kstat
     cdef int action
     cdef cf_cold *nr = NULL
     cdef pf_state_key_cmp sk, nk
-    c.rm = NULL
-    c.am = NULL
-    c.acur = NULL
-    c.match = 0
-    c.tag = -1
-    c.depth = 0
+    ctx_init(&c)
     if not fragment and e.gen != NULL:
         nr = get_translation(e, pd, &sk, &nk)
         if nr != NULL:
@@ -1154,12 +1159,7 @@ cdef cf_cold *match_first(pf_engine *e, cf_ruleset *rs, pdesc *pd) noexcept nogi
     cdef evalctx c
     if rs == NULL or rs.n == 0:
         return NULL
-    c.rm = NULL
-    c.am = NULL
-    c.acur = NULL
-    c.match = 0
-    c.tag = -1
-    c.depth = 0
+    ctx_init(&c)
     eval_ruleset(e, rs, pd, &c)
     if c.tag > 0:
         pd.p.pf_tag = <uint16_t>c.tag

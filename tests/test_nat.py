@@ -220,16 +220,20 @@ def test_binat_maps_both_ways(f, tmp_path):
 PF_POOL_BITMASK, PF_POOL_RANDOM, PF_POOL_SRCHASH, PF_POOL_ROUNDROBIN, PF_POOL_STICKYADDR = 1, 2, 3, 4, 0x20
 
 
-def pool_sources(f, opts, n=4):
-    pool = ["10.99.6.1", "10.99.6.2"]
+def outbound_sources(f, pool, opts, n=3):
+    """The translated sources of n connections from A through `nat ... -> pool opts`: the wire
+    keys of their outbound states."""
     f.load([nat_rule(PF_NAT, pool, opts=opts, af=AF_INET, ifname=f.b.tap, src=f"{f.a.gw4}/24"),
             rule(PF_PASS)])
     nspawn(f, f.b, "echo_threads", f.b.ip4, ECHO_PORT + 9)
     res = nprobe(f, f.a, "tcp_burst", f.b.ip4, ECHO_PORT + 9, n)
     assert res["results"] == ["ok"] * n, res
-    # the translated source of each connection: the wire key of its outbound state
     return [ip_of(s.key[0].addr[1]) for s in f.states()
             if s.direction == PF_OUT and s.proto == TCP and socket.ntohs(s.key[0].port[0]) == ECHO_PORT + 9]
+
+
+def pool_sources(f, opts, n=4):
+    return outbound_sources(f, ["10.99.6.1", "10.99.6.2"], opts, n)
 
 
 def test_round_robin_pool_alternates(f):
@@ -255,35 +259,18 @@ def test_round_robin_pool_from_a_table(f):
     tc.add_tables(table("natpool", flags=0x1))
     try:
         tc.add_addrs(table("natpool"), ["10.99.8.1", "10.99.8.2"])
-        f.load([nat_rule(PF_NAT, ["<natpool>"], opts=PF_POOL_ROUNDROBIN, af=AF_INET, ifname=f.b.tap,
-                         src=f"{f.a.gw4}/24"), rule(PF_PASS)])
-        nspawn(f, f.b, "echo_threads", f.b.ip4, ECHO_PORT + 9)
-        res = nprobe(f, f.a, "tcp_burst", f.b.ip4, ECHO_PORT + 9, 4)
-        assert res["results"] == ["ok"] * 4, res
-        got = [ip_of(s.key[0].addr[1]) for s in f.states()
-               if s.direction == PF_OUT and s.proto == TCP and socket.ntohs(s.key[0].port[0]) == ECHO_PORT + 9]
+        got = outbound_sources(f, ["<natpool>"], PF_POOL_ROUNDROBIN, n=4)
         assert sorted(got) == ["10.99.8.1", "10.99.8.1", "10.99.8.2", "10.99.8.2"], got
     finally:
         f.flush()
         tc.del_tables(table("natpool"))
 
 
-def outbound_sources(f, pool, opts, n=3):
-    """The translated sources of n connections from A through `nat ... -> pool opts`."""
-    f.load([nat_rule(PF_NAT, [pool], opts=opts, af=AF_INET, ifname=f.b.tap, src=f"{f.a.gw4}/24"),
-            rule(PF_PASS)])
-    nspawn(f, f.b, "echo_threads", f.b.ip4, ECHO_PORT + 9)
-    res = nprobe(f, f.a, "tcp_burst", f.b.ip4, ECHO_PORT + 9, n)
-    assert res["results"] == ["ok"] * n, res
-    return [ip_of(s.key[0].addr[1]) for s in f.states()
-            if s.direction == PF_OUT and s.proto == TCP and socket.ntohs(s.key[0].port[0]) == ECHO_PORT + 9]
-
-
 def test_bitmask_pool_keeps_the_host_part(f):
-    got = outbound_sources(f, "10.99.9.0/24", PF_POOL_BITMASK)
+    got = outbound_sources(f, ["10.99.9.0/24"], PF_POOL_BITMASK)
     assert got == ["10.99.9." + f.a.ip4.rsplit(".", 1)[1]] * 3, got
 
 
 def test_random_pool_stays_inside_the_network(f):
-    got = outbound_sources(f, "10.99.10.0/24", PF_POOL_RANDOM, n=4)
+    got = outbound_sources(f, ["10.99.10.0/24"], PF_POOL_RANDOM, n=4)
     assert len(got) == 4 and all(a.startswith("10.99.10.") for a in got), got
