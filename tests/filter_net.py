@@ -16,14 +16,15 @@ from rules_util import flush, load, make_rule, read_ruleset
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = os.path.join(HERE, "filter_probe.py")
 
-PF_PASS, PF_DROP = 0, 1
-PF_IN, PF_OUT = 1, 2
-AF_INET, AF_INET6 = 2, 10
-TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
+# pf's values from the client's constants (tests/test_client_layout.py checks them against the
+# header); the protocol numbers and TCP flags are the IP ones
+from pfkern.client.constants import (AF_INET, AF_INET6, PF_DROP, PF_IN, PF_OP_EQ, PF_OP_GE,  # noqa: E402,F401
+                                     PF_OP_GT, PF_OP_IRG, PF_OP_LE, PF_OP_LT, PF_OP_NE, PF_OP_RRG,
+                                     PF_OP_XRG, PF_OUT, PF_PASS, PFRES_BADSTATE, PFRES_MATCH,
+                                     PFRULE_RETURN, PFRULE_RETURNRST)
+
+TCP, UDP, ICMP, ICMP6 = socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6
 TH_SYN, TH_ACK = 0x02, 0x10
-PFRULE_RETURNRST, PFRULE_RETURN = 0x0001, 0x0008
-PF_OP_IRG, PF_OP_EQ, PF_OP_NE, PF_OP_LT, PF_OP_LE, PF_OP_GT, PF_OP_GE, PF_OP_XRG, PF_OP_RRG = range(1, 10)
-PFRES_MATCH, PFRES_BADSTATE = 0, 10
 
 
 def rule(action=PF_PASS, *, af=0, proto=0, src=None, dst=None, sport=None, dport=None, ifname="",

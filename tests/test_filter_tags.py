@@ -4,13 +4,14 @@ import os
 
 import pytest
 
+from pfkern.client.constants import PFRULE_IFBOUND
+
 from filter_net import AF_INET, PF_DROP, PF_IN, PF_OUT, PF_PASS, UDP, module_net, reset, rule
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
                                 reason="needs root and /dev/net/tun")
 
 UDP_PORT = 5321
-PFRULE_IFBOUND = 0x10000
 
 
 @pytest.fixture(scope="module")

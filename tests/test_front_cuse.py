@@ -17,7 +17,7 @@ from fake_kernel import (CUSE_UNRESTRICTED_IOCTL, FUSE_IOCTL_COMPAT, FUSE_IOCTL_
 from front_dispatcher import (BSD_START, BUF, BUF_FMT, CRASH, ECHO, ECHO_SIZE, FAIL, HALF, VEC,
                               VEC_FMT, ProbeDispatcher)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the front's lock lives in /run/pfd")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the front's lock lives in /run/pfd")
 
 LIMIT = _fuse.CUSE_IOCTL_MAX_BYTES
 

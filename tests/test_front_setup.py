@@ -44,7 +44,7 @@ def test_unknown_mode_and_group():
         Front(NoopDispatcher(), group="no-such-group-here")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the front's lock lives in /run/pfd")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the front's lock lives in /run/pfd")
 def test_unusable_paths_are_refused_with_a_message(directory):
     with pytest.raises(FrontError, match="cannot create"):
         serve(NoopDispatcher(), device=os.path.join(directory, "missing", "pf"), mode="fuse")

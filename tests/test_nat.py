@@ -12,7 +12,9 @@ import pytest
 
 from conftest import compile_c
 from filter_net import AF_INET, ICMP, PF_OUT, PF_PASS, TCP, UDP, Capture, module_net, reset, rule
-from pfkern.client.constants import PF_BINAT, PF_NAT, PF_NONAT, PF_RDR
+from pfkern.client.constants import (PF_BINAT, PF_NAT, PF_NONAT, PF_OP_RRG, PF_POOL_BITMASK,
+                                      PF_POOL_RANDOM, PF_POOL_ROUNDROBIN, PF_POOL_SRCHASH,
+                                      PF_POOL_STICKYADDR, PF_RDR, PFR_TFLAG_PERSIST)
 from rules_util import make_rule, pool_addr
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
@@ -183,7 +185,7 @@ def test_rdr_port_range_maps_port_for_port(f, tmp_path):
     nspawn(f, f.b, "port_echo", f.b.ip4, 9000, 9010)
     rdr = nat_rule(PF_RDR, [f.b.ip4], proxy=(9000, 9010), af=AF_INET, proto=TCP, ifname=f.a.tap,
                    dst="10.99.0.1")
-    rdr[0].dst.port_op = 9                               # PF_OP_RRG: 8000:8010
+    rdr[0].dst.port_op = PF_OP_RRG                       # 8000:8010
     rdr[0].dst.port[0], rdr[0].dst.port[1] = socket.htons(8000), socket.htons(8010)
     f.load([rdr, rule(PF_PASS)])
     with Capture(f, f.b, str(tmp_path / "b.pcap"), "tcp[tcpflags] & tcp-syn != 0") as cap:
@@ -217,7 +219,6 @@ def test_binat_maps_both_ways(f, tmp_path):
 
 
 # ---- pools --------------------------------------------------------------------------------------
-PF_POOL_BITMASK, PF_POOL_RANDOM, PF_POOL_SRCHASH, PF_POOL_ROUNDROBIN, PF_POOL_STICKYADDR = 1, 2, 3, 4, 0x20
 
 
 def outbound_sources(f, pool, opts, n=3):
@@ -256,7 +257,7 @@ def test_round_robin_pool_from_a_table(f):
     """nat ... -> <natpool> round-robin: the connections take the table's addresses in turn."""
     from tables_util import TableClient, table
     tc = TableClient(f.dev)
-    tc.add_tables(table("natpool", flags=0x1))
+    tc.add_tables(table("natpool", flags=PFR_TFLAG_PERSIST))
     try:
         tc.add_addrs(table("natpool"), ["10.99.8.1", "10.99.8.2"])
         got = outbound_sources(f, ["<natpool>"], PF_POOL_ROUNDROBIN, n=4)

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from pfkern.client.constants import PF_LOG, PF_LOG_ALL
+
 from filter_net import AF_INET, ICMP, PF_DROP, PF_IN, PF_PASS, UDP, module_net, rule
 
 pytestmark = [
@@ -16,7 +18,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed"),
 ]
 
-PF_LOG, PF_LOG_ALL = 0x01, 0x02
 UDP_PORT = 5331
 
 

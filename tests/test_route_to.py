@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from filter_net import AF_INET, ICMP, PF_IN, PF_OUT, PF_PASS, UDP, Capture, module_net, reset, rule
+from pfkern.client.constants import PF_DUPTO, PF_REPLYTO, PF_ROUTETO
 from rules_util import pool_addr
 from test_nat import nprobe, nspawn
 
@@ -14,7 +15,6 @@ pytestmark = [pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/n
                                  reason="needs root and /dev/net/tun"),
               pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")]
 
-PF_ROUTETO, PF_DUPTO, PF_REPLYTO = 2, 3, 4
 UDP_PORT = 5361
 UNROUTED = "10.98.0.1"          # an address of B's the router has no route to
 WRONGWAY = "10.97.0.5"          # an address of B's the router routes towards A

@@ -10,6 +10,11 @@ import socket
 
 import pytest
 
+from pfkern.client.constants import (PF_OP_EQ, PF_SKIP_AF as SKIP_AF, PF_SKIP_DIR as SKIP_DIR,
+                                      PF_SKIP_DST_ADDR as SKIP_DST_ADDR, PF_SKIP_DST_PORT as SKIP_DST_PORT,
+                                      PF_SKIP_PROTO as SKIP_PROTO, PF_SKIP_SRC_ADDR as SKIP_SRC_ADDR,
+                                      PF_SKIP_SRC_PORT as SKIP_SRC_PORT)
+
 from filter_net import AF_INET, AF_INET6, ICMP6, PF_DROP, PF_IN, PF_OUT, PF_PASS, UDP, module_net, reset, rule
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
@@ -17,8 +22,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/ne
 
 UDP_PORT = 5311
 SPORT = 40123
-PF_OP_EQ = 2
-SKIP_IFP, SKIP_DIR, SKIP_AF, SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT, SKIP_DST_ADDR, SKIP_DST_PORT = range(8)
 
 
 def servers(t):

@@ -6,6 +6,9 @@ import os
 import pytest
 
 from filter_net import AF_INET, PF_DROP, PF_IN, PF_OUT, PF_PASS, TCP, module_net, reset, rule
+from pfkern.client.constants import (LCNT_OVERLOAD_FLUSH, LCNT_OVERLOAD_TABLE, LCNT_SRCCONN,
+                                      LCNT_SRCNODES, LCNT_SRCSTATES, PF_FLUSH, PF_FLUSH_GLOBAL,
+                                      PFR_TFLAG_PERSIST, PFRULE_RULESRCTRACK, PFRULE_SRCTRACK)
 from tables_util import TableClient, addr_text, table
 from test_nat import nprobe, nspawn
 
@@ -13,11 +16,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/ne
                                 reason="needs root and /dev/net/tun")
 
 PORT = 5440
-PFRULE_SRCTRACK, PFRULE_RULESRCTRACK = 0x0020, 0x0040
-PF_FLUSH, PF_FLUSH_GLOBAL = 0x01, 0x02
-LCNT_SRCSTATES, LCNT_SRCNODES, LCNT_SRCCONN, LCNT_SRCCONNRATE = 1, 2, 3, 4
-LCNT_OVERLOAD_TABLE, LCNT_OVERLOAD_FLUSH = 5, 6
-PFRES_SRCLIMIT = 13
 
 
 def setup(t):
@@ -73,7 +71,7 @@ def test_max_src_conn_overload_flush_global(f):
     """The third established connection breaks max-src-conn 2: it is killed, the source goes
     into <bad> and, with flush global, its other states go too; <bad> blocks what follows."""
     tc = TableClient(f.dev)
-    tc.add_tables(table("bad", flags=0x1))                  # persist
+    tc.add_tables(table("bad", flags=PFR_TFLAG_PERSIST))
     try:
         # default block inward; connections in only through the tracked rule (SYN + state)
         block = rule(PF_DROP, af=AF_INET, direction=PF_IN, quick=1, src="<bad>")

@@ -8,14 +8,14 @@ import pytest
 
 from filter_net import AF_INET, PF_IN, PF_PASS, UDP, module_net, reset, rule
 from pfkern.client import DIOCCLRSTATES, pfioc_state_kill
-from pfkern.client.constants import PF_NAT
+from pfkern.client.constants import PF_NAT, PFTM_UDP_SINGLE   # a request and its reply leave a
+                                                                # UDP state in udp.single
 from rules_util import make_rule, pool_addr
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
                                 reason="needs root and /dev/net/tun")
 
 UDP_PORT = 5351
-PFTM_UDP_SINGLE = 7                     # a request and its reply leave the state here
 
 
 @pytest.fixture(scope="module")
