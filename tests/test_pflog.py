@@ -27,9 +27,8 @@ needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not i
 
 INCLUDE = os.path.join(REPO, "include")
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6      # Linux values, as tap_pkt carries
-PF_INOUT, PF_IN, PF_OUT = 0, 1, 2
-PF_PASS, PF_DROP = 0, 1
-PFRES_MATCH, PFRES_MAXSTATES = 0, 12
+from pfkern.client.constants import (PF_DROP, PF_IN, PF_OUT, PF_PASS,  # noqa: E402
+                                     PFRES_MATCH, PFRES_MAXSTATES)
 QUEUED, NOUNIT, FULL = 0, 1, 2
 
 

@@ -20,10 +20,9 @@ import time
 
 import pytest
 
-from pfkern.client.constants import PFRES_FRAG, PFRES_MEMORY, PFRES_NORM, PFRES_SHORT
+from pfkern.client.constants import (PF_SCRUB, PFRES_FRAG, PFRES_MEMORY, PFRES_NORM, PFRES_SHORT,
+                                      PFRULE_NODF, PFRULE_RANDOMID, PFRULE_SET_TOS)
 
-PF_SCRUB = 2
-PFRULE_NODF, PFRULE_RANDOMID, PFRULE_SET_TOS = 0x0100, 0x0800, 0x2000
 NORM_PASS, NORM_DROP, NORM_HELD = 0, 1, 2
 SRC, DST = "10.0.0.1", "10.0.0.2"
 SRC6, DST6 = "fd00::1", "fd00::2"
