@@ -137,7 +137,6 @@ ctypedef struct cf_gen:
     uint32_t serial             # generation number
     uint64_t refs               # states and source nodes pointing into this generation: a
                                 # replaced generation is freed when none is left
-    uint32_t commit_time        # pf_uptime() at compile: older states belong to older rules
     uint32_t nrules             # rules compiled, anchors included
     # every compiled rule once, for folding the evaluation counters (Rule.ext_evals)
     void **fold_r               # struct pf_rule *

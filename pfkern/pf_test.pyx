@@ -469,11 +469,6 @@ cdef inline cf_cold *state_rule(pf_engine *e, pf_kstate *st, cf_cold **anchor) n
     anchor[0] = <cf_cold *>st.anchor_c
     return <cf_cold *>st.rule_c
 
-cdef void state_unlink(pf_engine *e, pf_kstate *st) noexcept nogil:
-    """pf_unlink_state (which also takes the state off its rules' states_cur)."""
-    pf_unlink_state(e.t, st)
-
-
 cdef uint8_t get_wscale(const uint8_t *th, uint32_t avail) noexcept nogil:
     """pf_get_wscale: the window scale option of a TCP header, PF_WSCALE_FLAG set when present."""
     cdef uint32_t hlen = (th[12] >> 4) * 4
@@ -677,7 +672,7 @@ cdef int test_state(pf_engine *e, pdesc *pd, pf_kstate **sp, int *reason, uint32
                 src.state >= TCPS_FIN_WAIT_2):
             # a new connection on the key of a closed one: the old state goes
             st.src.state = st.dst.state = TCPS_CLOSED
-            state_unlink(e, st)
+            pf_unlink_state(e.t, st)          # (it takes the state off its rules' states_cur)
             sp[0] = NULL
             return PF_DROP
         if st.state_flags & PFSTATE_SLOPPY:
@@ -1189,11 +1184,10 @@ cdef const cf_pooladdr *pool_entry(cf_pool *pool, uint8_t af) noexcept nogil:
             return &pool.a[k]
     return NULL
 
-cdef inline bint src_key(pf_addr *k, const pf_addr *src, uint8_t af) noexcept nogil:
+cdef inline void src_key(pf_addr *k, const pf_addr *src, uint8_t af) noexcept nogil:
     """A source node's address key: the address, zero beyond its family's length."""
     memset(k, 0, sizeof(pf_addr))
     memcpy(k, src, 4 if af == AF_INET else 16)
-    return True
 
 cdef cf_cold *get_translation(pf_engine *e, pdesc *pd, pf_state_key_cmp *sk,
                               pf_state_key_cmp *nk) noexcept nogil:
@@ -1225,7 +1219,8 @@ cdef cf_cold *get_translation(pf_engine *e, pdesc *pd, pf_state_key_cmp *sk,
     pool = nr.pool
     if pool.opts & PF_POOL_STICKYADDR:
         # the address this source got before, while its node lives
-        sticky = pf_find_src_node(e.t, pd.af, &src0, r.nr) if src_key(&src0, pd.src, pd.af) else NULL
+        src_key(&src0, pd.src, pd.af)
+        sticky = pf_find_src_node(e.t, pd.af, &src0, r.nr)
         if sticky != NULL:
             stickyaddr = &sticky.raddr
     key_of(sk, pd.af, pd.proto, pd.src, pd.dst, pd.sport, pd.dport, pd.dir)
@@ -1528,7 +1523,7 @@ cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
     while st != NULL:
         nxt = st.anext
         if st.timeout == PFTM_PURGE or pf_state_expires(t, st, now) <= now:
-            state_unlink(e, st)
+            pf_unlink_state(e.t, st)          # (it takes the state off its rules' states_cur)
             n += 1
         st = nxt
     if e.norm != NULL:
@@ -2080,7 +2075,6 @@ cdef class Filter:
         c.interfaces = self.core.interfaces
         c.ifindex = self.ifindex
         c.dp = self.datapath
-        gen.g.commit_time = pf_uptime()
         c.fold = []
         c.runs = []
         main = self.core.rulesets.main
@@ -2127,11 +2121,6 @@ cdef class Filter:
                 if refs:
                     keep.append(old)
             self.retired = keep     # the others are freed here, unreferenced
-
-    @property
-    def generations(self):
-        """(the active generation's serial, replaced generations still held by states)."""
-        return (self.gen.g.serial if self.gen is not None else 0, len(self.retired))
 
     def unhook(self):
         """Fold the evaluation counters into the rules and detach them from this engine."""
