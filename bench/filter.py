@@ -8,12 +8,15 @@ same run, and the Linux kernel forwarding between namespaces for reference:
   one_rule      (a) pfd, one "pass all no state" rule: every packet evaluated (in and out)
   rules_1000    (b) indexed: 999 "block proto udp to <host>" rules, distinct /32 hosts none of
                 which the traffic goes to, then "pass all no state". The 999 form one indexed
-                run (pf_test.pxd, cf_run): one hash lookup instead of 999 rules per pass
+                run (pf_test.pxd, cf_run): one binary search instead of 999 rules per pass
+  rules_1000_nets
+                (b) indexed: the same with distinct /31 networks instead of hosts
   rules_1000_walked
-                (b) walked: the same with distinct /31 networks instead of hosts: not exact
-                host addresses, so no run, and distinct destinations, so no skip step jumps
-                them: every pass walks all 1,000 rules
-  states        (c) 999 non-matching rules (the rules_1000_walked set), then "pass all keep
+                (b) walked: 999 rules alternating "block proto udp from <net>" and "block
+                proto udp to <net>" (distinct /31 networks): neither address is the only
+                field that differs between neighbours, so no run forms, and no skip step
+                jumps them: every pass walks all 1,000 rules
+  states        (c) 999 non-matching rules (the rules_1000_nets set), then "pass all keep
                 state": the flood's first packet walks them and creates the state; every
                 later packet is found in the state table (on input and on output) and never
                 reaches the rules. The row reports state searches and rule evaluations per
@@ -76,8 +79,16 @@ def hosts(n):
 
 
 def nets31(n):
-    """n block rules to distinct /31 networks (10.201/16): no run, no skip step over them."""
+    """n block rules to distinct /31 networks (10.201/16): one indexed run."""
     return [rule(PF_DROP, af=AF_INET, proto=UDP, dst="10.201.%d.%d/31" % (2 * i // 256, 2 * i % 256))
+            for i in range(n)]
+
+
+def alternating31(n):
+    """n block rules, "from <net>" and "to <net>" in turn (distinct /31 networks of 10.202/16
+    and 10.201/16): no run, no skip step over them."""
+    return [rule(PF_DROP, af=AF_INET, proto=UDP,
+                 **{"src" if i % 2 else "dst": "10.%d.%d.%d/31" % (201 + i % 2, 2 * i // 256, 2 * i % 256)})
             for i in range(n)]
 
 
@@ -85,7 +96,8 @@ CASES = {
     "pf_off": None,
     "one_rule": lambda: [rule(PF_PASS, keep_state=0)],
     "rules_1000": lambda: hosts(999) + [rule(PF_PASS, keep_state=0)],
-    "rules_1000_walked": lambda: nets31(999) + [rule(PF_PASS, keep_state=0)],
+    "rules_1000_nets": lambda: nets31(999) + [rule(PF_PASS, keep_state=0)],
+    "rules_1000_walked": lambda: alternating31(999) + [rule(PF_PASS, keep_state=0)],
     "states": lambda: nets31(999) + [rule(PF_PASS)],
 }
 VNET_CASES = {

@@ -38,6 +38,8 @@ cdef enum:
     CF_SKIP_FAR = 0xffff        # cf_rule.skip: the target is cf_cold.skip_far[k]
     RUN_DST = 1                 # cf_rule.run: the run is keyed on the destination address
     RUN_SRC = 2                 # ... on the source address
+    RUN_DPORT = 3               # ... on the destination port
+    RUN_SPORT = 4               # ... on the source port
     RUN_MIN = 8                 # shorter runs are walked
     RUN_NONE = 0xffffffff
 
@@ -76,7 +78,7 @@ ctypedef struct cf_rule:
     uint32_t dst4mask
     uint16_t tag
     uint8_t wildcard
-    uint8_t run                 # RUN_DST / RUN_SRC: a member of an indexed run (cf_cold.run)
+    uint8_t run                 # RUN_*: a member of an indexed run (cf_cold.run)
 
 ctypedef struct cf_cold:
     void *r                     # struct pf_rule * (declared in pf_test.pyx)
@@ -100,22 +102,24 @@ ctypedef struct cf_cold:
     cf_dyn *map_dyn             # inbound binat: the rule's own source "(if)" addresses
 
 # An indexed run: consecutive rules of one ruleset that differ (as far as the walk up to the key
-# address sees) only in one exact host address, all distinct — "block to 10.0.0.1", "block to
-# 10.0.0.2", ... A packet reaching a member whose earlier fields match looks the key up instead of
-# walking: the next member it can match, or the end of the run. The members it passes would each
-# have been looked at (FreeBSD's walk visits them one by one: distinct keys, no skip step jumps
-# them), so their evaluations are counted as a range: +1 at diff[first], -1 at diff[end]; a
-# member's pending count is the prefix sum up to its place (Rule.ext_diff / ext_pos).
-ctypedef struct cf_run_slot:
-    pf_addr addr
-    uint32_t pos1               # place in the run + 1; 0 = empty slot
-
+# field sees) only in one address or port, each member's set of keys an interval (a network, an
+# address range, a port, a port range or comparison) and no two members' sets overlapping —
+# "block from 10.1.0.0/16", "block from 10.2.0.0/16", ..., or "pass to port 22", "pass to port
+# 80", ... A packet reaching a member whose earlier fields match looks its key up (a binary search
+# over the members' intervals) instead of walking: the next member it can match, or the end of
+# the run. The members it passes would each have been looked at (FreeBSD's walk visits them one
+# by one: the key fields differ, so no skip step jumps them), so their evaluations are counted as
+# a range: +1 at diff[first], -1 at diff[end]; a member's pending count is the prefix sum up to its
+# place (Rule.ext_diff / ext_pos).
 ctypedef struct cf_run:
     uint32_t start              # rules[start .. start + n) of the ruleset
     uint32_t n
-    uint8_t af
-    uint32_t mask               # slots - 1 (a power of two, at least 2n)
-    cf_run_slot *slots          # open addressing, linear probing
+    uint8_t key                 # RUN_*
+    uint8_t wide                # IPv6 keys: 128 bits (lo/hi hold two words an interval)
+    uint32_t nint               # intervals, sorted by lower bound, disjoint
+    uint64_t *lo                # lower bounds, host order (IPv6: high word, low word)
+    uint64_t *hi                # upper bounds, inclusive
+    uint32_t *pos               # the member each interval belongs to
     uint64_t *diff              # n + 1 entries
     void **r                    # struct pf_rule * of each member (the fold)
 

@@ -15,8 +15,9 @@ Shape:
   committed `Rule.r`: packets, bytes and states_cur/tot of the matched rule are bumped there in
   place. Evaluations (every rule looked at, as FreeBSD counts them) go to a per-ruleset array
   that `Rule.ext_evals` points at (DIOCGETRULE adds it) and are folded into `Rule.r.evaluations`
-  when the generation is swapped. Runs of rules that differ only in one exact host address are
-  looked up by hash (cf_run), their evaluations counted as ranges.
+  when the generation is swapped. Runs of rules that differ only in one address or port, each
+  member an interval of keys (host, network, range, port, port range) and none overlapping, are
+  looked up by binary search (cf_run), their evaluations counted as ranges.
 - Translation rules compile into the same records, as first-match walks (pf_match_translation);
   pools, port allocation and the packet rewriting (incremental checksums, partial ones of vnet
   frames included) are pf_nat's.
@@ -40,6 +41,7 @@ What FreeBSD has and this does not (yet): os fingerprints (never match), no-rout
 state (treated as keep state), tables in translation pools (such an entry translates nothing),
 anchor names in pflog records (the ruleset field stays empty).
 """
+import bisect
 import logging
 import os
 import threading
@@ -289,30 +291,55 @@ cdef inline uint32_t skip_to(const cf_ruleset *rs, const cf_rule *cr, uint32_t i
     return rs.cold[i].skip_far[k]
 
 
-cdef inline uint32_t run_hash(const pf_addr *a, uint8_t af) noexcept nogil:
-    cdef uint32_t h = a.addr32[0]
-    if af == AF_INET6:
-        h ^= a.addr32[1] * 0x85ebca6bu ^ a.addr32[2] * 0xc2b2ae35u ^ a.addr32[3] * 0x27d4eb2fu
-    return (h * 0x9e3779b1u) ^ (h >> 15)
+cdef inline uint32_t run_find(const cf_run *run, uint64_t khi, uint64_t klo) noexcept nogil:
+    """The member whose interval holds the key (khi:klo, host order), else RUN_NONE."""
+    cdef uint32_t a = 0, b = run.nint, m
+    cdef uint64_t lhi, llo
+    # the first interval whose lower bound is above the key
+    while a < b:
+        m = (a + b) >> 1
+        if run.wide:
+            lhi, llo = run.lo[2 * m], run.lo[2 * m + 1]
+            if lhi < khi or (lhi == khi and llo <= klo):
+                a = m + 1
+            else:
+                b = m
+        elif run.lo[m] <= klo:
+            a = m + 1
+        else:
+            b = m
+    if a == 0:
+        return RUN_NONE
+    a -= 1
+    if run.wide:
+        lhi, llo = run.hi[2 * a], run.hi[2 * a + 1]
+        if khi > lhi or (khi == lhi and klo > llo):
+            return RUN_NONE
+    elif klo > run.hi[a]:
+        return RUN_NONE
+    return run.pos[a]
 
-cdef inline bint run_key_eq(const pf_addr *a, const pf_addr *b, uint8_t af) noexcept nogil:
-    if af == AF_INET:
-        return a.addr32[0] == b.addr32[0]
-    return memcmp(a, b, 16) == 0
-
-cdef uint32_t run_next(cf_ruleset *rs, uint32_t i, const pf_addr *key) noexcept nogil:
+cdef uint32_t run_next(cf_ruleset *rs, uint32_t i, const pdesc *pd) noexcept nogil:
     """At run member i, whose fields before the key matched: the next member at or after i
-    whose key is the packet's, else the index past the run; the members in between count one
-    evaluation each."""
+    whose interval holds the packet's key, else the index past the run; the members in between
+    count one evaluation each."""
     cdef cf_run *run = rs.cold[i].run
     cdef uint32_t pos = rs.cold[i].run_pos
-    cdef uint32_t h = run_hash(key, run.af) & run.mask
-    cdef uint32_t hit = RUN_NONE, target
-    while run.slots[h].pos1:
-        if run_key_eq(&run.slots[h].addr, key, run.af):
-            hit = run.slots[h].pos1 - 1
-            break
-        h = (h + 1) & run.mask
+    cdef uint32_t hit, target
+    cdef uint64_t khi = 0, klo
+    cdef const pf_addr *a
+    if run.key == RUN_DPORT:
+        klo = ntohs(pd.dport)
+    elif run.key == RUN_SPORT:
+        klo = ntohs(pd.sport)
+    else:
+        a = pd.dst if run.key == RUN_DST else pd.src
+        if run.wide:
+            khi = (<uint64_t>ntohl(a.addr32[0]) << 32) | ntohl(a.addr32[1])
+            klo = (<uint64_t>ntohl(a.addr32[2]) << 32) | ntohl(a.addr32[3])
+        else:
+            klo = ntohl(a.addr32[0])
+    hit = run_find(run, khi, klo)
     if hit == pos:
         return i
     target = hit if hit != RUN_NONE and hit > pos else run.n
@@ -353,7 +380,7 @@ cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexc
             i = skip_to(rs, cr, i, PF_SKIP_PROTO)
             continue
         if cr.run == RUN_SRC:
-            k = run_next(rs, i, pd.src)
+            k = run_next(rs, i, pd)
             if k != i:
                 i = k
                 continue
@@ -366,11 +393,16 @@ cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexc
             elif mismatch_aw(k, &rs.cold[i], True, pd.src, af):
                 i = skip_to(rs, cr, i, PF_SKIP_SRC_ADDR)
                 continue
+        if cr.run == RUN_SPORT:
+            k = run_next(rs, i, pd)
+            if k != i:
+                i = k
+                continue
         if cr.src_op and not pf_match_port(cr.src_op, cr.src_port[0], cr.src_port[1], pd.sport):
             i = skip_to(rs, cr, i, PF_SKIP_SRC_PORT)
             continue
         if cr.run == RUN_DST:
-            k = run_next(rs, i, pd.dst)
+            k = run_next(rs, i, pd)
             if k != i:
                 i = k
                 continue
@@ -382,6 +414,11 @@ cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexc
                     continue
             elif mismatch_aw(k, &rs.cold[i], False, pd.dst, af):
                 i = skip_to(rs, cr, i, PF_SKIP_DST_ADDR)
+                continue
+        if cr.run == RUN_DPORT:
+            k = run_next(rs, i, pd)
+            if k != i:
+                i = k
                 continue
         if cr.dst_op and not pf_match_port(cr.dst_op, cr.dst_port[0], cr.dst_port[1], pd.dport):
             i = skip_to(rs, cr, i, PF_SKIP_DST_PORT)
@@ -1826,91 +1863,141 @@ cdef class _Compiler:
             memcpy(&pl.counter, &pl.a[0].addr, sizeof(pf_addr))
         return pl
 
-    cdef bint run_member(self, cf_ruleset *crs, uint32_t i, uint32_t head, int key):
-        """Rule i can join the run that starts at head (keyed on key): an exact, positive host
-        address where the key is, and every field the walk checks before the key compiled alike
-        (then "the fields before the key match" is the same statement for every member)."""
+    cdef object run_interval(self, cf_ruleset *crs, uint32_t i, int key):
+        """The keys rule i matches in its key field as one interval (lo, hi) of host-order
+        numbers, or None where they are not one (negation, no address or port, a table, a
+        non-contiguous mask, "!=" and "<>")."""
+        cdef cf_rule *a = &crs.rules[i]
+        cdef cf_cold *ac = &crs.cold[i]
+        cdef uint8_t op
+        if key in (RUN_DPORT, RUN_SPORT):
+            op = a.dst_op if key == RUN_DPORT else a.src_op
+            p1 = ntohs(a.dst_port[0] if key == RUN_DPORT else a.src_port[0])
+            p2 = ntohs(a.dst_port[1] if key == RUN_DPORT else a.src_port[1])
+            span = {PF_OP_EQ: (p1, p1), PF_OP_RRG: (p1, p2), PF_OP_IRG: (p1 + 1, p2 - 1),
+                    PF_OP_LT: (0, p1 - 1), PF_OP_LE: (0, p1), PF_OP_GT: (p1 + 1, 0xffff),
+                    PF_OP_GE: (p1, 0xffff)}.get(op)
+            return span if span is not None and span[0] <= span[1] else None
+        kind = a.dst_kind if key == RUN_DST else a.src_kind
+        addr = &ac.dst_addr if key == RUN_DST else &ac.src_addr
+        mask = &ac.dst_mask if key == RUN_DST else &ac.src_mask
+        words = 1 if a.af == AF_INET else 4
+        bits = 32 * words
+        lo = hi = 0
+        for w in range(words):
+            lo = (lo << 32) | ntohl(addr.addr32[w])
+            hi = (hi << 32) | ntohl(mask.addr32[w])
+        if kind == CK_RANGE:
+            return (lo, hi) if lo <= hi else None
+        if kind == CK_MASK4 or (kind == CK_MASK and a.af == AF_INET6):
+            inv = ((1 << bits) - 1) ^ hi            # the host part of a contiguous mask: 0...01...1
+            if inv & (inv + 1):
+                return None
+            return (lo & hi, (lo & hi) | inv)
+        return None
+
+    cdef bint run_prefix_same(self, cf_ruleset *crs, uint32_t i, uint32_t head, int key):
+        """Every field the walk checks before rule i's key compiled as rule head's (then "the
+        fields before the key match" is the same statement for every member)."""
+        cdef cf_rule *a = &crs.rules[i]
+        cdef cf_rule *h = &crs.rules[head]
+        if a.is_anchor or (a.ifchk, a.ifmask, a.direction, a.af, a.proto) != \
+                (h.ifchk, h.ifmask, h.direction, h.af, h.proto):
+            return False
+        if key == RUN_SRC:
+            return True
+        if not self.same_addr(crs, i, head, True):
+            return False
+        if key == RUN_SPORT:
+            return True
+        if (a.src_op, a.src_port[0], a.src_port[1]) != (h.src_op, h.src_port[0], h.src_port[1]):
+            return False
+        return key == RUN_DST or self.same_addr(crs, i, head, False)
+
+    cdef bint same_addr(self, cf_ruleset *crs, uint32_t i, uint32_t head, bint src):
         cdef cf_rule *a = &crs.rules[i]
         cdef cf_rule *h = &crs.rules[head]
         cdef cf_cold *ac = &crs.cold[i]
         cdef cf_cold *hc = &crs.cold[head]
-        if a.is_anchor or a.af not in (AF_INET, AF_INET6):
+        kind = a.src_kind if src else a.dst_kind
+        if kind != (h.src_kind if src else h.dst_kind):
             return False
-        kind = a.dst_kind if key == RUN_DST else a.src_kind
-        if a.af == AF_INET:
-            if kind != CK_MASK4 or (a.dst4mask if key == RUN_DST else a.src4mask) != 0xffffffffu:
-                return False
-        else:
-            m = &ac.dst_mask if key == RUN_DST else &ac.src_mask
-            if kind != CK_MASK or (m.addr32[0] & m.addr32[1] & m.addr32[2] & m.addr32[3]) != 0xffffffffu:
-                return False
-        if i == head:
+        base = kind & 0x7f
+        if base == CK_ANY:
             return True
-        if (a.ifchk, a.ifmask, a.direction, a.af, a.proto) != (h.ifchk, h.ifmask, h.direction, h.af, h.proto):
-            return False
-        if key == RUN_DST:
-            if (a.src_kind, a.src_op, a.src_port[0], a.src_port[1]) != \
-                    (h.src_kind, h.src_op, h.src_port[0], h.src_port[1]):
-                return False
-            if a.src_kind in (CK_MASK4, CK_MASK4 | CK_NEG):
-                return (a.src4, a.src4mask) == (h.src4, h.src4mask)
-            if a.src_kind in (CK_MASK, CK_MASK | CK_NEG, CK_RANGE, CK_RANGE | CK_NEG):
-                return memcmp(&ac.src_addr, &hc.src_addr, sizeof(pf_addr)) == 0 and \
-                    memcmp(&ac.src_mask, &hc.src_mask, sizeof(pf_addr)) == 0
-            if a.src_kind in (CK_TABLE, CK_TABLE | CK_NEG):
-                return ac.src_tbl == hc.src_tbl
-            return a.src_kind == CK_ANY
-        return True
+        if base == CK_MASK4:
+            return (a.src4, a.src4mask) == (h.src4, h.src4mask) if src else \
+                (a.dst4, a.dst4mask) == (h.dst4, h.dst4mask)
+        if base in (CK_MASK, CK_RANGE):
+            return memcmp(&ac.src_addr if src else &ac.dst_addr,
+                          &hc.src_addr if src else &hc.dst_addr, sizeof(pf_addr)) == 0 and \
+                memcmp(&ac.src_mask if src else &ac.dst_mask,
+                       &hc.src_mask if src else &hc.dst_mask, sizeof(pf_addr)) == 0
+        if base == CK_TABLE:
+            return (ac.src_tbl == hc.src_tbl) if src else (ac.dst_tbl == hc.dst_tbl)
+        return False
+
+    cdef list run_from(self, cf_ruleset *crs, uint32_t head, int key):
+        """The longest run keyed on key that starts at rule head: its members' intervals."""
+        cdef uint32_t j = head
+        if crs.rules[head].af not in (AF_INET, AF_INET6):
+            return []
+        spans = []
+        lows = []                   # sorted lower bounds, and their intervals
+        byl = []
+        while j < <uint32_t>crs.n and self.run_prefix_same(crs, j, head, key):
+            span = self.run_interval(crs, j, key)
+            if span is None:
+                break
+            k = bisect.bisect_left(lows, span[0])
+            if (k < len(lows) and lows[k] <= span[1]) or (k > 0 and byl[k - 1][1] >= span[0]):
+                break               # overlaps a member: the walk could match both
+            lows.insert(k, span[0])
+            byl.insert(k, span)
+            spans.append(span)
+            j += 1
+        return spans
 
     cdef void index_runs(self, cf_ruleset *crs, list fold) except *:
-        """Find the indexed runs of one ruleset (cf_run in pf_test.pxd) and build their hashes."""
-        cdef uint32_t i = 0, j, n = crs.n, best_n, h, size
-        cdef int key, best_key
+        """Find the indexed runs of one ruleset (cf_run in pf_test.pxd) and build their interval
+        tables."""
+        cdef uint32_t i = 0, j, n = crs.n, m
+        cdef int key
         cdef cf_run *run
-        cdef pf_addr *addr
         while i < n:
-            best_n = 0
-            best_key = 0
-            for key in (RUN_DST, RUN_SRC):
-                seen = set()
-                j = i
-                while j < n and self.run_member(crs, j, i, key):
-                    addr = &crs.cold[j].dst_addr if key == RUN_DST else &crs.cold[j].src_addr
-                    k = (<bytes>(<char *>addr)[:16]) if crs.rules[j].af == AF_INET6 else addr.addr32[0]
-                    if k in seen:
-                        break
-                    seen.add(k)
-                    j += 1
-                if j - i > best_n:
-                    best_n, best_key = j - i, key
-            if best_n < RUN_MIN:
+            best, best_key = [], 0
+            for key in (RUN_DST, RUN_SRC, RUN_DPORT, RUN_SPORT):
+                spans = self.run_from(crs, i, key)
+                if len(spans) > len(best):
+                    best, best_key = spans, key
+            if len(best) < RUN_MIN:
                 i += 1
                 continue
+            m = len(best)
             run = <cf_run *>self.gen.alloc(sizeof(cf_run))
-            run.start, run.n, run.af = i, best_n, crs.rules[i].af
-            size = 16
-            while size < 2 * best_n:
-                size <<= 1
-            run.mask = size - 1
-            run.slots = <cf_run_slot *>self.gen.alloc(sizeof(cf_run_slot) * size)
-            run.diff = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * (best_n + 1))
-            run.r = <void **>self.gen.alloc(sizeof(void *) * best_n)
-            for j in range(best_n):
+            run.start, run.n, run.key, run.nint = i, m, best_key, m
+            run.wide = best_key in (RUN_DST, RUN_SRC) and crs.rules[i].af == AF_INET6
+            words = 2 if run.wide else 1
+            run.lo = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * m * words)
+            run.hi = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * m * words)
+            run.pos = <uint32_t *>self.gen.alloc(sizeof(uint32_t) * m)
+            run.diff = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * (m + 1))
+            run.r = <void **>self.gen.alloc(sizeof(void *) * m)
+            for k, (span, pos) in enumerate(sorted(zip(best, range(m)))):
+                for w in range(words):
+                    shift = 64 * (words - 1 - w)
+                    run.lo[k * words + w] = (span[0] >> shift) & 0xffffffffffffffff
+                    run.hi[k * words + w] = (span[1] >> shift) & 0xffffffffffffffff
+                run.pos[k] = pos
+            for j in range(m):
                 crs.rules[i + j].run = <uint8_t>best_key
                 crs.cold[i + j].run = run
                 crs.cold[i + j].run_pos = j
                 run.r[j] = crs.cold[i + j].r
                 fold[i + j][5] = <uintptr_t>run.diff
                 fold[i + j][6] = j
-                addr = &crs.cold[i + j].dst_addr if best_key == RUN_DST else &crs.cold[i + j].src_addr
-                h = run_hash(addr, run.af) & run.mask
-                while run.slots[h].pos1:
-                    h = (h + 1) & run.mask
-                memset(&run.slots[h].addr, 0, sizeof(pf_addr))
-                memcpy(&run.slots[h].addr, addr, 4 if run.af == AF_INET else 16)
-                run.slots[h].pos1 = j + 1
             self.runs.append(<uintptr_t>run)
-            i += best_n
+            i += m
 
     cdef uint8_t addr_kind(self, pf_rule_addr *ra, table, cf_rule *cr, cf_cold *cc,
                            bint src) except? 0xff:

@@ -15,7 +15,7 @@ from pfkern.client import (AF_INET, DIOCADDADDR, DIOCADDRULE, DIOCBEGINADDRS,
                            DIOCGETRULESETS, DIOCRINADEFINE, DIOCSETDEBUG, DIOCSETHOSTID,
                            DIOCSETLIMIT, DIOCSETSTATUSIF, DIOCSETTIMEOUT, DIOCXBEGIN,
                            DIOCXCOMMIT, DIOCXROLLBACK, PF_ADDR_ADDRMASK, PF_ADDR_DYNIFTL,
-                           PF_ADDR_TABLE, PF_BINAT, PF_NAT, PF_PASS, PF_RDR,
+                           PF_ADDR_RANGE, PF_ADDR_TABLE, PF_BINAT, PF_NAT, PF_PASS, PF_RDR,
                            PF_RULESET_BINAT, PF_RULESET_FILTER, PF_RULESET_NAT, PF_RULESET_RDR,
                            PF_RULESET_SCRUB, PF_RULESET_TABLE, PF_SCRUB, PFR_FLAG_ADDRSTOO,
                            pf_pooladdr, pf_rule, pfioc_limit, pfioc_if, pfioc_pooladdr,
@@ -103,7 +103,8 @@ def flush(dev, anchor=""):
 # -- building rules and pools ----------------------------------------------------------------
 
 def set_addr(wrap, spec):
-    """spec: "a.b.c.d[/n]" or IPv6, "<table>", "(ifname)", or None (any)."""
+    """spec: "a.b.c.d[/n]" or IPv6, "lo - hi" (a range), "addr&mask" (any mask, contiguous or
+    not), "<table>", "(ifname)", or None (any)."""
     if spec is None:
         wrap.type = PF_ADDR_ADDRMASK
         return
@@ -115,6 +116,12 @@ def set_addr(wrap, spec):
         wrap.type = PF_ADDR_DYNIFTL
         wrap.v.ifname = spec[1:-1].encode()
         ctypes.memmove(ctypes.addressof(wrap.v.a.mask), b"\xff" * 16, 16)
+        return
+    if " - " in spec or "&" in spec:
+        first, second = (x.strip() for x in spec.replace(" - ", "&").split("&"))
+        wrap.type = PF_ADDR_RANGE if " - " in spec else PF_ADDR_ADDRMASK
+        wrap.v.a.addr.set(ipaddress.ip_address(first))
+        wrap.v.a.mask.set(ipaddress.ip_address(second))
         return
     net = ipaddress.ip_network(spec, strict=False)
     wrap.type = PF_ADDR_ADDRMASK

@@ -1,8 +1,9 @@
 """pf_test's indexed runs (pfkern/pf_test.pxd, cf_run): consecutive rules that differ only in one
-exact host address are looked up instead of walked. The verdicts and every rule's evaluation and
-packet counters must be what FreeBSD's walk with skip steps gives; a model of that walk (written
-here from pf_test_rule's loop, reading the skip steps the daemon computed) says what to expect
-for the traffic each test sends."""
+address or port, each member matching one interval of keys and no two overlapping (hosts,
+networks, address ranges, ports, port ranges and comparisons), are looked up instead of walked.
+The verdicts and every rule's evaluation and packet counters must be what FreeBSD's walk with skip
+steps gives; a model of that walk (written here from pf_test_rule's loop, reading the skip steps
+the daemon computed) says what to expect for the traffic each test sends."""
 import ipaddress
 import os
 import re
@@ -10,10 +11,11 @@ import socket
 
 import pytest
 
-from pfkern.client.constants import (PF_OP_EQ, PF_SKIP_AF as SKIP_AF, PF_SKIP_DIR as SKIP_DIR,
-                                      PF_SKIP_DST_ADDR as SKIP_DST_ADDR, PF_SKIP_DST_PORT as SKIP_DST_PORT,
-                                      PF_SKIP_PROTO as SKIP_PROTO, PF_SKIP_SRC_ADDR as SKIP_SRC_ADDR,
-                                      PF_SKIP_SRC_PORT as SKIP_SRC_PORT)
+from pfkern.client.constants import (PF_ADDR_RANGE, PF_OP_EQ, PF_OP_GE, PF_OP_GT, PF_OP_IRG, PF_OP_LE,
+                                      PF_OP_LT, PF_OP_NE, PF_OP_RRG, PF_OP_XRG, PF_SKIP_AF as SKIP_AF,
+                                      PF_SKIP_DIR as SKIP_DIR, PF_SKIP_DST_ADDR as SKIP_DST_ADDR,
+                                      PF_SKIP_DST_PORT as SKIP_DST_PORT, PF_SKIP_PROTO as SKIP_PROTO,
+                                      PF_SKIP_SRC_ADDR as SKIP_SRC_ADDR, PF_SKIP_SRC_PORT as SKIP_SRC_PORT)
 
 from filter_net import AF_INET, AF_INET6, ICMP6, PF_DROP, PF_IN, PF_OUT, PF_PASS, UDP, module_net, reset, rule
 
@@ -42,25 +44,38 @@ def f(net):
 
 # ---- the model: pf_test_rule's walk -----------------------------------------------------------------
 def addr_of(wrap, af):
+    """(kind, a, b, neg): "range" with bounds a..b, "mask" with address a and mask b; None = any."""
     n = 4 if af == AF_INET else 16
     a = bytes(wrap.addr.v.a.addr)[:n]
     m = bytes(wrap.addr.v.a.mask)[:n]
-    return None if not any(m) else (a, m, bool(wrap.neg))
+    if wrap.addr.type == PF_ADDR_RANGE:
+        return ("range", a, m, bool(wrap.neg))
+    return None if not any(m) else ("mask", a, m, bool(wrap.neg))
 
 
 def addr_match(spec, packet_addr):
     if spec is None:
         return True
-    a, m, neg = spec
-    hit = all((x & k) == (y & k) for x, y, k in zip(packet_addr, a, m))
+    kind, a, m, neg = spec
+    if kind == "range":
+        hit = a <= packet_addr <= m             # big-endian bytes compare as numbers
+    else:
+        hit = all((x & k) == (y & k) for x, y, k in zip(packet_addr, a, m))
     return hit != neg
 
 
+PORT_OPS = {PF_OP_IRG: lambda p, a, b: a < p < b, PF_OP_EQ: lambda p, a, b: p == a,
+            PF_OP_NE: lambda p, a, b: p != a, PF_OP_LT: lambda p, a, b: p < a,
+            PF_OP_LE: lambda p, a, b: p <= a, PF_OP_GT: lambda p, a, b: p > a,
+            PF_OP_GE: lambda p, a, b: p >= a, PF_OP_XRG: lambda p, a, b: p < a or p > b,
+            PF_OP_RRG: lambda p, a, b: a <= p <= b}
+
+
 def port_match(wrap, port):
+    """pf_match_port, from pf.c's operator table."""
     if not wrap.port_op:
         return True
-    assert wrap.port_op == PF_OP_EQ, "the model knows '=' only"
-    return socket.ntohs(wrap.port[0]) == port
+    return PORT_OPS[wrap.port_op](port, socket.ntohs(wrap.port[0]), socket.ntohs(wrap.port[1]))
 
 
 def model(rules, packet):
@@ -233,3 +248,82 @@ def test_clearing_counters(f):
     assert [r.evaluations for r in f.rules()[3:]] == [0] * 12
     got, want = measure(f, 0, 2)
     assert got[3:] == want[3:] and want[3 + 5][0] > 0
+
+
+def runs_formed(f):
+    """(indexed runs, rules in them) of the last compile, from the daemon's debug log."""
+    m = re.findall(r"indexed runs: (\d+) \((\d+) rules\)", f.output())
+    assert m, f.output()[-2000:]
+    return tuple(int(x) for x in m[-1])
+
+
+def around(addr, plen):
+    return str(ipaddress.ip_network(f"{addr}/{plen}", strict=False))
+
+
+@pytest.mark.parametrize("v6", [0, 1], ids=["ipv4", "ipv6"])
+def test_network_and_range_runs_count_as_the_walk(f, v6):
+    """Networks of several prefix lengths and address ranges, none overlapping, form one run."""
+    af = AF_INET6 if v6 else AF_INET
+    a, b = f.addr(f.a, v6), f.addr(f.b, v6)
+    if v6:
+        nets = [f"fd90:{k:x}::/{48 + (k % 3) * 8}" for k in range(1, 19)]
+        nets[5] = "fd91::10 - fd91::ff"
+        nets[9] = "fd91::100 - fd91::1ff"
+    else:
+        nets = [f"10.90.{k}.0/{(24, 28, 30, 31, 32)[k % 5]}" for k in range(18)]
+        nets[4] = "10.91.0.1 - 10.91.3.200"
+        nets[12] = "10.91.4.0 - 10.91.4.0"
+    members = [pnone(action=PF_DROP, af=af, proto=UDP, dst=n) for n in nets]
+    # the packets' addresses at the bounds of their members' intervals
+    ia, ib = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    members[7] = pnone(af=af, proto=UDP, dst=f"{ib - 3} - {ib}")
+    members[14] = pnone(action=PF_DROP, af=af, proto=UDP, dst=f"{ia} - {ia + 5}", tos=0x10)
+    members[16] = pnone(action=PF_DROP, af=af, proto=UDP, dst=around(ib + 256, 126 if v6 else 30))
+    run_and_compare(f, background(v6) + [pnone()] + members + [pnone(direction=PF_OUT)], v6)
+    assert runs_formed(f) == (1, 18)
+
+
+def test_destination_port_runs_count_as_the_walk(f):
+    """Ports, port ranges and comparisons as keys: the requests' port passes (not quick), the
+    replies' port matches a member whose TOS they lack."""
+    spans = [(PF_OP_EQ, 1000 + k) for k in range(8)] + \
+        [(PF_OP_RRG, 2000 + 10 * k, 2005 + 10 * k) for k in range(4)] + \
+        [(PF_OP_LT, 100), (PF_OP_GT, 60000), (PF_OP_IRG, 3000, 3010), (PF_OP_LE, 200, 0),
+         (PF_OP_GE, 50000)]
+    members = [pnone(action=PF_DROP, af=AF_INET, proto=UDP, dport=p) for p in spans]
+    members[6] = pnone(af=AF_INET, proto=UDP, dport=(PF_OP_RRG, 5300, UDP_PORT))
+    members[10] = pnone(action=PF_DROP, af=AF_INET, proto=UDP, dport=(PF_OP_RRG, SPORT, 40200), tos=0x10)
+    members[14] = pnone(action=PF_DROP, af=AF_INET, proto=UDP, dport=(PF_OP_IRG, 1100, 1110))
+    run_and_compare(f, background(0) + [pnone()] + members + [pnone()], 0)
+    # "<= 200" overlaps "< 100": the run ends before it and a second one cannot start with
+    # two members
+    assert runs_formed(f) == (1, 15)
+
+
+def test_source_port_run_quick_member_stops_evaluation(f):
+    members = [pnone(action=PF_DROP, af=AF_INET, proto=UDP, sport=7000 + k) for k in range(20)]
+    members[2] = pnone(af=AF_INET, proto=UDP, sport=UDP_PORT, quick=1)             # replies end
+    members[15] = pnone(af=AF_INET, proto=UDP, sport=(PF_OP_RRG, SPORT - 5, SPORT + 5))
+    got = run_and_compare(f, background(0) + [pnone()] + members + [pnone(action=PF_DROP, tos=4)], 0)
+    assert got[3 + 1][0] > got[3 + 19][0] > 0
+    assert runs_formed(f) == (1, 20)
+
+
+def test_overlaps_negation_and_odd_masks_split_runs(f):
+    """A network holding an earlier member's, a negated address, a non-contiguous mask and
+    "!=" are not keys of the run they follow; the walk takes them, the counts stay exact."""
+    a, b = f.a.ip4, f.b.ip4
+    run1 = [pnone(action=PF_DROP, af=AF_INET, proto=UDP, dst=f"10.70.{k}.0/24") for k in range(10)]
+    run1[3] = pnone(af=AF_INET, proto=UDP, dst=around(b, 24))
+    wider = [pnone(action=PF_DROP, af=AF_INET, proto=UDP, dst="10.70.0.0/16")]
+    run2 = [pnone(action=PF_DROP, af=AF_INET, proto=UDP, dst=f"10.71.{k}.0/24") for k in range(9)]
+    odd = [pnone(action=PF_DROP, af=AF_INET, proto=UDP, dst=f"{b}&255.255.0.255", tos=8),
+           pnone(action=PF_DROP, af=AF_INET, proto=UDP, dst="10.72.0.0/16"),
+           pnone(action=PF_DROP, af=AF_INET, proto=UDP, dport=(PF_OP_NE, UDP_PORT))]
+    odd[1].dst.neg = 1
+    run3 = [pnone(action=PF_DROP, af=AF_INET, proto=UDP, src=f"10.73.{k}.0/24") for k in range(8)]
+    run3[5] = pnone(af=AF_INET, proto=UDP, src=around(a, 24))
+    run_and_compare(f, background(0) + [pnone()] + run1 + wider + run2 + odd + run3, 0)
+    # the /16 holds 10.70.0.0/24: it opens the second run (with run2's nine)
+    assert runs_formed(f) == (3, 10 + 1 + 9 + 8)
