@@ -111,23 +111,57 @@ ctypedef struct cf_cold:
 # by one: the key fields differ, so no skip step jumps them), so their evaluations are counted as
 # a range: +1 at diff[first], -1 at diff[end]; a member's pending count is the prefix sum up to its
 # place (Rule.ext_diff / ext_pos).
+# Disjoint intervals of keys (addresses or ports), sorted, each naming an entry: a run member,
+# a classifier row.
+ctypedef struct cf_itab:
+    uint32_t nint
+    uint8_t wide                # IPv6 keys: 128 bits (lo/hi hold two words an interval)
+    uint64_t *lo                # lower bounds, host order (IPv6: high word, low word)
+    uint64_t *hi                # upper bounds, inclusive
+    uint32_t *pos               # the entry of each interval
+
 ctypedef struct cf_run:
     uint32_t start              # rules[start .. start + n) of the ruleset
     uint32_t n
     uint8_t key                 # RUN_*
-    uint8_t wide                # IPv6 keys: 128 bits (lo/hi hold two words an interval)
-    uint32_t nint               # intervals, sorted by lower bound, disjoint
-    uint64_t *lo                # lower bounds, host order (IPv6: high word, low word)
-    uint64_t *hi                # upper bounds, inclusive
-    uint32_t *pos               # the member each interval belongs to
+    cf_itab keys                # the members' intervals
     uint64_t *diff              # n + 1 entries
     void **r                    # struct pf_rule * of each member (the fold)
+
+# The walk's classifier: for a packet, which rules the walk must stop at. For each field the walk
+# checks with a skip step (interface, direction, family, protocol, source address and port,
+# destination address and port) a bit set, a bit per rule, of the rules that field lets through,
+# looked up by the packet's value (an address or port by its elementary interval: every key in
+# one interval meets the same rules). Going through the fields in the walk's order, a rule the
+# walk would reject at a field whose skip step jumps (target > next rule), or whose field it cannot
+# know without looking (a table, "(if)", a non-contiguous mask), or that passes every one of them
+# (it matches, or fails a later field: TOS, flags, ...) is a stop; every other rule the walk would
+# reject and go on to the next. Between stops the walk only counts evaluations.
+cdef enum:
+    CLS_MAXRULES = 4096         # larger rulesets are walked rule by rule
+    CLS_MAXBYTES = 16 << 20     # bit sets of one ruleset's classifier, at most
+    CLS_MINWALK = 32            # rulesets whose walk visits fewer rules (runs count one) have none
+
+ctypedef struct cf_cls:
+    uint32_t words              # uint64 words a bit set
+    uint64_t *ifp[32]           # by tap_if.index
+    uint64_t *dir[3]            # by PF_IN / PF_OUT
+    uint64_t *af[2]             # IPv4, IPv6 packets
+    uint64_t *proto[256]
+    cf_itab addr[2][2]          # [source, destination][IPv4, IPv6]: elementary intervals
+    uint64_t *addr_bits[2][2]   # a bit set an interval
+    cf_itab port[2]             # [source, destination]
+    uint64_t *port_bits[2]
+    uint64_t *unknown[2]        # [source, destination]: rules whose address the walk must read
+    uint64_t *jump[8]           # by PF_SKIP_*: rules whose skip step jumps
+    uint64_t *present           # bits of the rules that exist (the last word is partial)
 
 cdef struct cf_ruleset:
     int n
     cf_rule *rules              # 64-byte aligned
     cf_cold *cold
     uint64_t *evals             # evaluations of rules[i] not yet in their pf_rule
+    cf_cls *cls                 # NULL: walked rule by rule
 
 # One generation of compiled rulesets: swapped whole under the engine's lock.
 ctypedef struct cf_gen:
@@ -152,6 +186,7 @@ ctypedef struct cf_gen:
     uint32_t *fold_pos
     cf_run **runs
     uint32_t nruns
+    uint32_t ncls               # rulesets with a classifier
 
 # A source that broke max-src-conn(-rate) on a rule with `overload <table>`: the engine queues
 # it; the purge thread adds it to the table (a control-plane change) and flushes its states.

@@ -104,6 +104,9 @@ cdef extern from "<unistd.h>" nogil:
 cdef extern from "<sys/random.h>" nogil:
     ssize_t getrandom(void *, size_t, unsigned int)
 
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
 # block return through the router (pf_tap): RST for TCP, ICMP/ICMPv6 unreachable otherwise
 cdef extern from *:
     """
@@ -291,33 +294,42 @@ cdef inline uint32_t skip_to(const cf_ruleset *rs, const cf_rule *cr, uint32_t i
     return rs.cold[i].skip_far[k]
 
 
-cdef inline uint32_t run_find(const cf_run *run, uint64_t khi, uint64_t klo) noexcept nogil:
-    """The member whose interval holds the key (khi:klo, host order), else RUN_NONE."""
-    cdef uint32_t a = 0, b = run.nint, m
+cdef inline uint32_t itab_find(const cf_itab *t, uint64_t khi, uint64_t klo) noexcept nogil:
+    """The entry whose interval holds the key (khi:klo, host order), else RUN_NONE."""
+    cdef uint32_t a = 0, b = t.nint, m
     cdef uint64_t lhi, llo
     # the first interval whose lower bound is above the key
     while a < b:
         m = (a + b) >> 1
-        if run.wide:
-            lhi, llo = run.lo[2 * m], run.lo[2 * m + 1]
+        if t.wide:
+            lhi, llo = t.lo[2 * m], t.lo[2 * m + 1]
             if lhi < khi or (lhi == khi and llo <= klo):
                 a = m + 1
             else:
                 b = m
-        elif run.lo[m] <= klo:
+        elif t.lo[m] <= klo:
             a = m + 1
         else:
             b = m
     if a == 0:
         return RUN_NONE
     a -= 1
-    if run.wide:
-        lhi, llo = run.hi[2 * a], run.hi[2 * a + 1]
+    if t.wide:
+        lhi, llo = t.hi[2 * a], t.hi[2 * a + 1]
         if khi > lhi or (khi == lhi and klo > llo):
             return RUN_NONE
-    elif klo > run.hi[a]:
+    elif klo > t.hi[a]:
         return RUN_NONE
-    return run.pos[a]
+    return t.pos[a]
+
+cdef inline void addr_key(const pf_addr *a, bint wide, uint64_t *khi, uint64_t *klo) noexcept nogil:
+    """An address as the number itab_find compares."""
+    if wide:
+        khi[0] = (<uint64_t>ntohl(a.addr32[0]) << 32) | ntohl(a.addr32[1])
+        klo[0] = (<uint64_t>ntohl(a.addr32[2]) << 32) | ntohl(a.addr32[3])
+    else:
+        khi[0] = 0
+        klo[0] = ntohl(a.addr32[0])
 
 cdef uint32_t run_next(cf_ruleset *rs, uint32_t i, const pdesc *pd) noexcept nogil:
     """At run member i, whose fields before the key matched: the next member at or after i
@@ -327,19 +339,13 @@ cdef uint32_t run_next(cf_ruleset *rs, uint32_t i, const pdesc *pd) noexcept nog
     cdef uint32_t pos = rs.cold[i].run_pos
     cdef uint32_t hit, target
     cdef uint64_t khi = 0, klo
-    cdef const pf_addr *a
     if run.key == RUN_DPORT:
         klo = ntohs(pd.dport)
     elif run.key == RUN_SPORT:
         klo = ntohs(pd.sport)
     else:
-        a = pd.dst if run.key == RUN_DST else pd.src
-        if run.wide:
-            khi = (<uint64_t>ntohl(a.addr32[0]) << 32) | ntohl(a.addr32[1])
-            klo = (<uint64_t>ntohl(a.addr32[2]) << 32) | ntohl(a.addr32[3])
-        else:
-            klo = ntohl(a.addr32[0])
-    hit = run_find(run, khi, klo)
+        addr_key(pd.dst if run.key == RUN_DST else pd.src, run.keys.wide, &khi, &klo)
+    hit = itab_find(&run.keys, khi, klo)
     if hit == pos:
         return i
     target = hit if hit != RUN_NONE and hit > pos else run.n
@@ -347,6 +353,65 @@ cdef uint32_t run_next(cf_ruleset *rs, uint32_t i, const pdesc *pd) noexcept nog
         run.diff[pos + 1] += 1
         run.diff[target] -= 1
     return run.start + target
+
+
+cdef bint cls_stops(const cf_cls *c, const pdesc *pd, uint64_t *stops) noexcept nogil:
+    """The packet's stops (cf_cls), a bit per rule; False where the classifier cannot tell (a
+    family other than IPv4/IPv6: walk every rule)."""
+    cdef int fam, k
+    cdef uint32_t w, row
+    cdef uint64_t khi, klo, p, acc, mk
+    cdef const uint64_t *m[8]
+    cdef const uint64_t *unknown
+    if pd.af == AF_INET:
+        fam = 0
+    elif pd.af == AF_INET6:
+        fam = 1
+    else:
+        return False
+    m[PF_SKIP_IFP] = c.ifp[pd.ifp.index]
+    m[PF_SKIP_DIR] = c.dir[pd.dir]
+    m[PF_SKIP_AF] = c.af[fam]
+    m[PF_SKIP_PROTO] = c.proto[pd.proto]
+    addr_key(pd.src, fam, &khi, &klo)
+    row = itab_find(&c.addr[0][fam], khi, klo)
+    m[PF_SKIP_SRC_ADDR] = c.addr_bits[0][fam] + <size_t>row * c.words
+    row = itab_find(&c.port[0], 0, ntohs(pd.sport))
+    m[PF_SKIP_SRC_PORT] = c.port_bits[0] + <size_t>row * c.words
+    addr_key(pd.dst, fam, &khi, &klo)
+    row = itab_find(&c.addr[1][fam], khi, klo)
+    m[PF_SKIP_DST_ADDR] = c.addr_bits[1][fam] + <size_t>row * c.words
+    row = itab_find(&c.port[1], 0, ntohs(pd.dport))
+    m[PF_SKIP_DST_PORT] = c.port_bits[1] + <size_t>row * c.words
+    for w in range(c.words):
+        p = c.present[w]            # rules the walk could still reach past the fields so far
+        acc = 0
+        for k in range(8):
+            if k == PF_SKIP_SRC_ADDR or k == PF_SKIP_DST_ADDR:
+                unknown = c.unknown[0 if k == PF_SKIP_SRC_ADDR else 1]
+                acc |= p & unknown[w]
+                p &= ~unknown[w]
+            mk = m[k][w]
+            acc |= p & ~mk & c.jump[k][w]
+            p &= mk
+        stops[w] = acc | p
+    return True
+
+
+cdef inline uint32_t next_stop(const uint64_t *stops, uint32_t i, uint32_t n) noexcept nogil:
+    """The first stop at or after rule i, n if none."""
+    cdef uint32_t w = i >> 6
+    cdef uint64_t bits
+    if i >= n:
+        return n
+    bits = stops[w] & (~<uint64_t>0 << (i & 63))
+    while bits == 0:
+        w += 1
+        if (w << 6) >= n:
+            return n
+        bits = stops[w]
+    i = (w << 6) + <uint32_t>__builtin_ctzll(bits)
+    return i if i < n else n
 
 
 cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexcept nogil:
@@ -360,9 +425,20 @@ cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexc
     cdef uint32_t ifbit = 1u << pd.ifp.index
     cdef uint8_t dir = pd.dir, af = pd.af, proto = pd.proto
     cdef uint32_t src4 = pd.src.addr32[0], dst4 = pd.dst.addr32[0]
-    cdef uint32_t k
+    cdef uint32_t k, nxt
     cdef bint kmatch
+    cdef uint64_t stops[64]         # CLS_MAXRULES bits
+    cdef bint cls = rs.cls != NULL and cls_stops(rs.cls, pd, stops)
     while i < n:
+        if cls:
+            nxt = next_stop(stops, i, n)
+            if nxt != i:
+                # rules the walk would reject one by one, each going on to the next
+                for k in range(i, nxt):
+                    evals[k] += 1
+                i = nxt
+                if i >= n:
+                    break
         cr = &rules[i]
         evals[i] += 1
         if cr.ifchk:
@@ -1804,7 +1880,8 @@ cdef class _Compiler:
                 else:
                     cc.anchor = self.ruleset(anchor.ruleset, rs_num, variant)
         if not variant:
-            self.index_runs(crs, mine)
+            if self.index_runs(crs, mine) >= CLS_MINWALK:
+                self.classify(crs)
             self.gen.g.nrules += n
         return crs
 
@@ -1863,38 +1940,64 @@ cdef class _Compiler:
             memcpy(&pl.counter, &pl.a[0].addr, sizeof(pf_addr))
         return pl
 
-    cdef object run_interval(self, cf_ruleset *crs, uint32_t i, int key):
-        """The keys rule i matches in its key field as one interval (lo, hi) of host-order
-        numbers, or None where they are not one (negation, no address or port, a table, a
-        non-contiguous mask, "!=" and "<>")."""
+    cdef object field_spans(self, cf_ruleset *crs, uint32_t i, int key, int fam):
+        """The keys rule i's address or port field (key: RUN_*) lets through, for packets of
+        family fam (0 IPv4, 1 IPv6), as sorted disjoint intervals of host-order numbers ([] =
+        none); None where the walk has to look (a table, "(if)", a non-contiguous mask, an
+        address on a rule of either family)."""
         cdef cf_rule *a = &crs.rules[i]
         cdef cf_cold *ac = &crs.cold[i]
-        cdef uint8_t op
         if key in (RUN_DPORT, RUN_SPORT):
             op = a.dst_op if key == RUN_DPORT else a.src_op
-            p1 = ntohs(a.dst_port[0] if key == RUN_DPORT else a.src_port[0])
-            p2 = ntohs(a.dst_port[1] if key == RUN_DPORT else a.src_port[1])
-            span = {PF_OP_EQ: (p1, p1), PF_OP_RRG: (p1, p2), PF_OP_IRG: (p1 + 1, p2 - 1),
-                    PF_OP_LT: (0, p1 - 1), PF_OP_LE: (0, p1), PF_OP_GT: (p1 + 1, 0xffff),
-                    PF_OP_GE: (p1, 0xffff)}.get(op)
-            return span if span is not None and span[0] <= span[1] else None
+            p1 = int(ntohs(a.dst_port[0] if key == RUN_DPORT else a.src_port[0]))
+            p2 = int(ntohs(a.dst_port[1] if key == RUN_DPORT else a.src_port[1]))
+            top = 0xffff
+            spans = {0: [(0, top)], PF_OP_EQ: [(p1, p1)], PF_OP_NE: [(0, p1 - 1), (p1 + 1, top)],
+                     PF_OP_LT: [(0, p1 - 1)], PF_OP_LE: [(0, p1)], PF_OP_GT: [(p1 + 1, top)],
+                     PF_OP_GE: [(p1, top)], PF_OP_IRG: [(p1 + 1, p2 - 1)], PF_OP_RRG: [(p1, p2)],
+                     PF_OP_XRG: [(0, p1 - 1), (p2 + 1, top)]}.get(op, [])
+            return [x for x in spans if x[0] <= x[1]]
         kind = a.dst_kind if key == RUN_DST else a.src_kind
-        addr = &ac.dst_addr if key == RUN_DST else &ac.src_addr
-        mask = &ac.dst_mask if key == RUN_DST else &ac.src_mask
-        words = 1 if a.af == AF_INET else 4
-        bits = 32 * words
-        lo = hi = 0
-        for w in range(words):
-            lo = (lo << 32) | ntohl(addr.addr32[w])
-            hi = (hi << 32) | ntohl(mask.addr32[w])
-        if kind == CK_RANGE:
-            return (lo, hi) if lo <= hi else None
-        if kind == CK_MASK4 or (kind == CK_MASK and a.af == AF_INET6):
-            inv = ((1 << bits) - 1) ^ hi            # the host part of a contiguous mask: 0...01...1
-            if inv & (inv + 1):
-                return None
-            return (lo & hi, (lo & hi) | inv)
-        return None
+        base = kind & 0x7f
+        top = (<object>1 << (128 if fam else 32)) - 1
+        if a.af and a.af != (AF_INET6 if fam else AF_INET):
+            return [(0, top)]                   # the family check rejects the rule first
+        if base == CK_ANY:
+            spans = [(0, top)]
+        elif base == CK_NEVER:
+            spans = []
+        elif not a.af or base not in (CK_MASK4, CK_MASK, CK_RANGE):
+            return None
+        else:
+            addr = &ac.dst_addr if key == RUN_DST else &ac.src_addr
+            mask = &ac.dst_mask if key == RUN_DST else &ac.src_mask
+            lo = hi = 0
+            for w in range(4 if fam else 1):
+                lo = (lo << 32) | ntohl(addr.addr32[w])
+                hi = (hi << 32) | ntohl(mask.addr32[w])
+            if base == CK_RANGE:
+                spans = [(lo, hi)] if lo <= hi else []
+            else:
+                inv = top ^ hi                  # the host part of a contiguous mask: 0...01...1
+                if inv & (inv + 1):
+                    return None
+                spans = [(lo & hi, (lo & hi) | inv)]
+        if kind & CK_NEG:
+            rest, at = [], 0
+            for lo, hi in spans:
+                if lo > at:
+                    rest.append((at, lo - 1))
+                at = hi + 1
+            if at <= top:
+                rest.append((at, top))
+            spans = rest
+        return spans
+
+    cdef object run_interval(self, cf_ruleset *crs, uint32_t i, int key):
+        """The keys rule i matches in its key field as one interval (lo, hi), or None where
+        they are not one."""
+        spans = self.field_spans(crs, i, key, 1 if crs.rules[i].af == AF_INET6 else 0)
+        return spans[0] if spans is not None and len(spans) == 1 else None
 
     cdef bint run_prefix_same(self, cf_ruleset *crs, uint32_t i, uint32_t head, int key):
         """Every field the walk checks before rule i's key compiled as rule head's (then "the
@@ -1958,10 +2061,26 @@ cdef class _Compiler:
             j += 1
         return spans
 
-    cdef void index_runs(self, cf_ruleset *crs, list fold) except *:
+    cdef void itab_fill(self, cf_itab *t, list spans, bint wide) except *:
+        """t: the intervals spans [(lo, hi, entry)], sorted and disjoint."""
+        cdef uint32_t k, w, words = 2 if wide else 1
+        t.nint = len(spans)
+        t.wide = wide
+        t.lo = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * max(t.nint, 1) * words)
+        t.hi = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * max(t.nint, 1) * words)
+        t.pos = <uint32_t *>self.gen.alloc(sizeof(uint32_t) * max(t.nint, 1))
+        for k in range(t.nint):
+            lo, hi, entry = spans[k]
+            for w in range(words):
+                shift = 64 * (words - 1 - w)
+                t.lo[k * words + w] = (lo >> shift) & 0xffffffffffffffff
+                t.hi[k * words + w] = (hi >> shift) & 0xffffffffffffffff
+            t.pos[k] = entry
+
+    cdef uint32_t index_runs(self, cf_ruleset *crs, list fold) except? 0xffffffff:
         """Find the indexed runs of one ruleset (cf_run in pf_test.pxd) and build their interval
-        tables."""
-        cdef uint32_t i = 0, j, n = crs.n, m
+        tables; the number of rules the walk still visits one by one."""
+        cdef uint32_t i = 0, j, n = crs.n, m, walked = 0
         cdef int key
         cdef cf_run *run
         while i < n:
@@ -1972,23 +2091,15 @@ cdef class _Compiler:
                     best, best_key = spans, key
             if len(best) < RUN_MIN:
                 i += 1
+                walked += 1
                 continue
             m = len(best)
             run = <cf_run *>self.gen.alloc(sizeof(cf_run))
-            run.start, run.n, run.key, run.nint = i, m, best_key, m
-            run.wide = best_key in (RUN_DST, RUN_SRC) and crs.rules[i].af == AF_INET6
-            words = 2 if run.wide else 1
-            run.lo = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * m * words)
-            run.hi = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * m * words)
-            run.pos = <uint32_t *>self.gen.alloc(sizeof(uint32_t) * m)
+            run.start, run.n, run.key = i, m, best_key
+            self.itab_fill(&run.keys, sorted((lo, hi, pos) for pos, (lo, hi) in enumerate(best)),
+                           best_key in (RUN_DST, RUN_SRC) and crs.rules[i].af == AF_INET6)
             run.diff = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * (m + 1))
             run.r = <void **>self.gen.alloc(sizeof(void *) * m)
-            for k, (span, pos) in enumerate(sorted(zip(best, range(m)))):
-                for w in range(words):
-                    shift = 64 * (words - 1 - w)
-                    run.lo[k * words + w] = (span[0] >> shift) & 0xffffffffffffffff
-                    run.hi[k * words + w] = (span[1] >> shift) & 0xffffffffffffffff
-                run.pos[k] = pos
             for j in range(m):
                 crs.rules[i + j].run = <uint8_t>best_key
                 crs.cold[i + j].run = run
@@ -1998,6 +2109,94 @@ cdef class _Compiler:
                 fold[i + j][6] = j
             self.runs.append(<uintptr_t>run)
             i += m
+            walked += 1
+        return walked
+
+    cdef uint64_t *cls_row(self, cf_cls *c, list rules_in):
+        """A bit set of the given rules."""
+        cdef uint64_t *row = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * c.words)
+        for i in rules_in:
+            row[i >> 6] |= (<uint64_t>1) << (i & 63)
+        return row
+
+    cdef void cls_table(self, cf_cls *c, cf_itab *t, uint64_t **bits, list per_rule, object top,
+                        bint wide) except *:
+        """The elementary intervals of the rules' spans (None: let through, the unknown bit
+        decides) and a bit set of the rules each lets through."""
+        cdef uint32_t i, r, t0, t1, words = c.words
+        cdef uint64_t *row
+        cdef uint64_t bit
+        bounds = {0}
+        for spans in per_rule:
+            for lo, hi in (spans or ()):
+                bounds.add(lo)
+                if hi < top:
+                    bounds.add(hi + 1)
+        bounds = sorted(bounds)
+        self.itab_fill(t, [(b, (bounds[k + 1] - 1) if k + 1 < len(bounds) else top, k)
+                           for k, b in enumerate(bounds)], wide)
+        row = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * words * t.nint)
+        bits[0] = row
+        for r in range(len(per_rule)):
+            spans = per_rule[r]
+            bit = (<uint64_t>1) << (r & 63)
+            for lo, hi in ([(0, top)] if spans is None else spans):
+                t0 = bisect.bisect_left(bounds, lo)
+                t1 = bisect.bisect_left(bounds, hi + 1) if hi < top else t.nint
+                for i in range(t0, t1):
+                    row[<size_t>i * words + (r >> 6)] |= bit
+
+    cdef void classify(self, cf_ruleset *crs) except *:
+        """Build the ruleset's classifier (cf_cls in pf_test.pxd), unless it is too large."""
+        cdef uint32_t n = crs.n, i, k, d, fam, t
+        cdef cf_cls *c
+        cdef cf_rule *cr
+        if n == 0 or n > CLS_MAXRULES:
+            return
+        words = (n + 63) >> 6
+        addr = [[[self.field_spans(crs, i, key, fam) for i in range(n)] for fam in (0, 1)]
+                for key in (RUN_SRC, RUN_DST)]
+        port = [[self.field_spans(crs, i, key, 0) for i in range(n)] for key in (RUN_SPORT, RUN_DPORT)]
+        rows = 32 + 3 + 2 + 257 + 2 + 8 + 1
+        for per_rule in [*addr[0], *addr[1], *port]:
+            rows += 2 * sum(len(x) if x is not None else 0 for x in per_rule) + 1
+        if rows * words * 8 > CLS_MAXBYTES:
+            log.info("ruleset of %d rules walked rule by rule: its classifier would take %d bytes",
+                     n, rows * words * 8)
+            return
+        c = <cf_cls *>self.gen.alloc(sizeof(cf_cls))
+        c.words = words
+        c.present = self.cls_row(c, list(range(n)))
+        for t in range(32):
+            ok = []
+            for i in range(n):
+                cr = &crs.rules[i]
+                kmatch = (not (cr.ifchk & 1)) or ((cr.ifmask >> t) & 1) != 0
+                if not cr.ifchk or kmatch != ((cr.ifchk >> 1) & 1):
+                    ok.append(i)
+            c.ifp[t] = self.cls_row(c, ok)
+        for d in range(3):
+            c.dir[d] = self.cls_row(c, [i for i in range(n) if crs.rules[i].direction in (0, d)])
+        for fam in range(2):
+            c.af[fam] = self.cls_row(c, [i for i in range(n)
+                                         if crs.rules[i].af in (0, AF_INET6 if fam else AF_INET)])
+        protos = {crs.rules[i].proto for i in range(n)} - {0}
+        other = self.cls_row(c, [i for i in range(n) if crs.rules[i].proto == 0])
+        for k in range(256):
+            c.proto[k] = self.cls_row(c, [i for i in range(n) if crs.rules[i].proto in (0, k)]) \
+                if k in protos else other
+        for k in range(2):
+            for fam in range(2):
+                self.cls_table(c, &c.addr[k][fam], &c.addr_bits[k][fam], addr[k][fam],
+                               (<object>1 << (128 if fam else 32)) - 1, fam == 1)
+            c.unknown[k] = self.cls_row(c, [i for i in range(n)
+                                            if addr[k][0][i] is None or addr[k][1][i] is None])
+            self.cls_table(c, &c.port[k], &c.port_bits[k], port[k], 0xffff, False)
+        for k in range(8):
+            c.jump[k] = self.cls_row(c, [i for i in range(n)
+                                         if skip_to(crs, &crs.rules[i], i, k) > i + 1])
+        crs.cls = c
+        self.gen.g.ncls += 1
 
     cdef uint8_t addr_kind(self, pf_rule_addr *ra, table, cf_rule *cr, cf_cold *cc,
                            bint src) except? 0xff:
@@ -2189,9 +2388,9 @@ cdef class Filter:
             self.gen = gen
             self.reap()
         log.debug("rules compiled: %d (filter %d, nat %d, binat %d, rdr %d in the main ruleset); "
-                  "indexed runs: %d (%d rules)", gen.g.nrules, gen.g.main.n, gen.g.nat.n,
-                  gen.g.binat.n, gen.g.rdr.n, gen.g.nruns,
-                  sum(gen.g.runs[k].n for k in range(gen.g.nruns)))
+                  "indexed runs: %d (%d rules); classified rulesets: %d", gen.g.nrules, gen.g.main.n,
+                  gen.g.nat.n, gen.g.binat.n, gen.g.rdr.n, gen.g.nruns,
+                  sum(gen.g.runs[k].n for k in range(gen.g.nruns)), gen.g.ncls)
 
     def reap(self):
         """Free the replaced generations no state or source node points into any more."""

@@ -13,7 +13,7 @@ import pytest
 
 from pfkern.client.constants import (PF_ADDR_RANGE, PF_OP_EQ, PF_OP_GE, PF_OP_GT, PF_OP_IRG, PF_OP_LE,
                                       PF_OP_LT, PF_OP_NE, PF_OP_RRG, PF_OP_XRG, PF_SKIP_AF as SKIP_AF,
-                                      PF_SKIP_DIR as SKIP_DIR, PF_SKIP_DST_ADDR as SKIP_DST_ADDR,
+                                      PF_SKIP_DIR as SKIP_DIR, PF_SKIP_IFP as SKIP_IFP, PF_SKIP_DST_ADDR as SKIP_DST_ADDR,
                                       PF_SKIP_DST_PORT as SKIP_DST_PORT, PF_SKIP_PROTO as SKIP_PROTO,
                                       PF_SKIP_SRC_ADDR as SKIP_SRC_ADDR, PF_SKIP_SRC_PORT as SKIP_SRC_PORT)
 
@@ -93,7 +93,11 @@ def model(rules, packet):
         r = rules[i]
         ev[i] += 1
         af = 10 if r.af == 28 else r.af
-        if r.direction and r.direction != packet["dir"]:
+        ifname = r.ifname.decode()
+        # pfi_kif_match: a rule without an interface matches every one ("!" then none)
+        if (not ifname or ifname == packet["ifname"]) == bool(r.ifnot):
+            i = skip(r, SKIP_IFP)
+        elif r.direction and r.direction != packet["dir"]:
             i = skip(r, SKIP_DIR)
         elif af and af != packet["af"]:
             i = skip(r, SKIP_AF)
@@ -117,13 +121,15 @@ def model(rules, packet):
     return ev, last
 
 
-def exchange_passes(a, b, v6):
-    """The four pf_test passes of one UDP datagram to b's echo and its reply, in order."""
+def exchange_passes(a, b, v6, ifa, ifb):
+    """The four pf_test passes of one UDP datagram to b's echo and its reply, in order (a's
+    side of the router is interface ifa, b's ifb)."""
     af = AF_INET6 if v6 else AF_INET
     pa, pb = ipaddress.ip_address(a).packed, ipaddress.ip_address(b).packed
     req = dict(af=af, proto=UDP, src=pa, dst=pb, sport=SPORT, dport=UDP_PORT + v6)
     rep = dict(af=af, proto=UDP, src=pb, dst=pa, sport=UDP_PORT + v6, dport=SPORT)
-    return [dict(req, dir=PF_IN), dict(req, dir=PF_OUT), dict(rep, dir=PF_IN), dict(rep, dir=PF_OUT)]
+    return [dict(req, dir=PF_IN, ifname=ifa), dict(req, dir=PF_OUT, ifname=ifb),
+            dict(rep, dir=PF_IN, ifname=ifb), dict(rep, dir=PF_OUT, ifname=ifa)]
 
 
 def expect(rules, passes, count):
@@ -145,7 +151,7 @@ def measure(f, v6, count):
     """Send `count` exchanges; the model's and the daemon's counter deltas of every rule."""
     loaded = f.rules()
     a, b = f.addr(f.a, v6), f.addr(f.b, v6)
-    ev, pk, verdicts = expect(loaded, exchange_passes(a, b, v6), count)
+    ev, pk, verdicts = expect(loaded, exchange_passes(a, b, v6, f.a.tap, f.b.tap), count)
     before = [(r.evaluations, r.packets[0], r.packets[1]) for r in loaded]
     res = f.fprobe(f.a, "udp_send", b, UDP_PORT + v6, count, 1.0, SPORT)
     got = [(r.evaluations - e0, r.packets[0] - p0, r.packets[1] - p1)
@@ -327,3 +333,77 @@ def test_overlaps_negation_and_odd_masks_split_runs(f):
     run_and_compare(f, background(0) + [pnone()] + run1 + wider + run2 + odd + run3, 0)
     # the /16 holds 10.70.0.0/24: it opens the second run (with run2's nine)
     assert runs_formed(f) == (3, 10 + 1 + 9 + 8)
+
+
+# ---- the classifier (pf_test.pxd, cf_cls): rulesets the walk would visit rule by rule ----------------
+def classified(f):
+    m = re.findall(r"classified rulesets: (\d+)", f.output())
+    assert m, f.output()[-2000:]
+    return int(m[-1])
+
+
+def random_rules(rnd, f, v6, n):
+    """n rules in groups that share their first fields (so skip steps jump), with addresses,
+    ranges, negations, non-contiguous masks and ports around the test traffic's."""
+    af = AF_INET6 if v6 else AF_INET
+    a, b = ipaddress.ip_address(f.addr(f.a, v6)), ipaddress.ip_address(f.addr(f.b, v6))
+    host = 128 if v6 else 32
+    far = "fd50:%x::/64" if v6 else "10.50.%d.0/24"
+    odd = "ffff:ffff:0:ffff:ffff:ffff:ffff:ffff" if v6 else "255.255.0.255"
+
+    def address():
+        x = rnd.choice((a, b))
+        return rnd.choice((None, None, str(x), around(x, host - rnd.choice((2, 8, 16))),
+                           far % rnd.randrange(8), f"{x - rnd.randrange(4)} - {x + rnd.randrange(4)}",
+                           f"{x} - {x + 2}", f"{x - 2} - {x}", f"{x}&{odd}"))
+
+    def port():
+        p = rnd.choice((UDP_PORT, UDP_PORT + 1, SPORT, 80))
+        op = rnd.choice((PF_OP_EQ, PF_OP_NE, PF_OP_LT, PF_OP_LE, PF_OP_GT, PF_OP_GE,
+                         PF_OP_IRG, PF_OP_RRG, PF_OP_XRG))
+        return rnd.choice((None, None, (op, p - rnd.randrange(3), p + rnd.randrange(3))))
+
+    out = []
+    while len(out) < n:
+        shared = dict(direction=rnd.choice((0, PF_IN, PF_OUT)), af=rnd.choice((af, af, af, 0)),
+                      proto=rnd.choice((UDP, UDP, 6, 0)), ifname=rnd.choice(("", "", f.a.tap, f.b.tap)),
+                      ifnot=int(rnd.random() < 0.3))
+        src = address() if shared["af"] else None
+        for _ in range(rnd.randrange(1, 7)):
+            kw = dict(shared, src=src if rnd.random() < 0.6 else (address() if shared["af"] else None),
+                      dst=address() if shared["af"] else None)
+            if kw["proto"]:
+                kw.update(sport=port(), dport=port())
+            r = pnone(action=PF_DROP if rnd.random() < 0.08 else PF_PASS, quick=int(rnd.random() < 0.05),
+                      tos=0x10 if rnd.random() < 0.1 else 0, **kw)
+            for side in (r.src, r.dst):
+                if side.addr.type == PF_ADDR_RANGE or any(bytes(side.addr.v.a.mask)):
+                    side.neg = int(rnd.random() < 0.25)
+            out.append(r)
+    return out[:n]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("v6", [0, 1], ids=["ipv4", "ipv6"])
+def test_classified_rulesets_count_as_the_walk(f, v6, seed):
+    """Random rulesets of 160 rules: the classifier picks the rules the walk stops at; verdicts,
+    evaluations and packets are the walk's, rule by rule."""
+    import random
+    rnd = random.Random(seed * 10 + v6)
+    rules_in = background(v6) + [pnone()] + random_rules(rnd, f, v6, 160)
+    run_and_compare(f, rules_in, v6, count=3)
+    assert classified(f) == 1
+
+
+def test_classifier_only_where_the_walk_is_long(f):
+    """An alternating from/to list is classified; the same rules as two indexed runs are not;
+    the verdicts stay the walk's."""
+    b = f.b.ip4
+    alternating = [pnone(action=PF_DROP, af=AF_INET, proto=UDP,
+                         **{"src" if k % 2 else "dst": f"10.60.{k}.0/24"}) for k in range(60)]
+    alternating[41] = pnone(action=PF_DROP, af=AF_INET, proto=UDP, dst=b, tos=4)
+    run_and_compare(f, background(0) + [pnone()] + alternating + [pnone(direction=PF_OUT)], 0)
+    assert classified(f) == 1 and runs_formed(f) == (0, 0)
+    grouped = sorted(alternating, key=lambda r: bool(r.src.addr.v.a.mask.addr32[0]))
+    run_and_compare(f, background(0) + [pnone()] + grouped + [pnone(direction=PF_OUT)], 0)
+    assert classified(f) == 0 and runs_formed(f)[0] == 2
