@@ -162,6 +162,8 @@ cdef struct cf_ruleset:
     cf_cold *cold
     uint64_t *evals             # evaluations of rules[i] not yet in their pf_rule
     cf_cls *cls                 # NULL: walked rule by rule
+    uint64_t *cdiff             # with cls: the evaluations of the rules it passes over, as
+                                # ranges (the diff of a cf_run of the whole ruleset, key 0)
 
 # One generation of compiled rulesets: swapped whole under the engine's lock.
 ctypedef struct cf_gen:

@@ -434,8 +434,8 @@ cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexc
             nxt = next_stop(stops, i, n)
             if nxt != i:
                 # rules the walk would reject one by one, each going on to the next
-                for k in range(i, nxt):
-                    evals[k] += 1
+                rs.cdiff[i] += 1
+                rs.cdiff[nxt] -= 1
                 i = nxt
                 if i >= n:
                     break
@@ -1880,8 +1880,7 @@ cdef class _Compiler:
                 else:
                     cc.anchor = self.ruleset(anchor.ruleset, rs_num, variant)
         if not variant:
-            if self.index_runs(crs, mine) >= CLS_MINWALK:
-                self.classify(crs)
+            self.index_runs(crs, mine)
             self.gen.g.nrules += n
         return crs
 
@@ -2077,12 +2076,12 @@ cdef class _Compiler:
                 t.hi[k * words + w] = (hi >> shift) & 0xffffffffffffffff
             t.pos[k] = entry
 
-    cdef uint32_t index_runs(self, cf_ruleset *crs, list fold) except? 0xffffffff:
-        """Find the indexed runs of one ruleset (cf_run in pf_test.pxd) and build their interval
-        tables; the number of rules the walk still visits one by one."""
-        cdef uint32_t i = 0, j, n = crs.n, m, walked = 0
+    cdef list find_runs(self, cf_ruleset *crs):
+        """The indexed runs one ruleset can have (cf_run in pf_test.pxd): [(start, the members'
+        intervals, RUN_*)]."""
+        cdef uint32_t i = 0, n = crs.n
         cdef int key
-        cdef cf_run *run
+        found = []
         while i < n:
             best, best_key = [], 0
             for key in (RUN_DST, RUN_SRC, RUN_DPORT, RUN_SPORT):
@@ -2091,26 +2090,42 @@ cdef class _Compiler:
                     best, best_key = spans, key
             if len(best) < RUN_MIN:
                 i += 1
-                walked += 1
                 continue
-            m = len(best)
-            run = <cf_run *>self.gen.alloc(sizeof(cf_run))
-            run.start, run.n, run.key = i, m, best_key
-            self.itab_fill(&run.keys, sorted((lo, hi, pos) for pos, (lo, hi) in enumerate(best)),
-                           best_key in (RUN_DST, RUN_SRC) and crs.rules[i].af == AF_INET6)
-            run.diff = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * (m + 1))
-            run.r = <void **>self.gen.alloc(sizeof(void *) * m)
-            for j in range(m):
-                crs.rules[i + j].run = <uint8_t>best_key
-                crs.cold[i + j].run = run
-                crs.cold[i + j].run_pos = j
-                run.r[j] = crs.cold[i + j].r
-                fold[i + j][5] = <uintptr_t>run.diff
-                fold[i + j][6] = j
-            self.runs.append(<uintptr_t>run)
-            i += m
-            walked += 1
-        return walked
+            found.append((i, best, best_key))
+            i += len(best)
+        return found
+
+    cdef cf_run *add_run(self, cf_ruleset *crs, list fold, uint32_t start, uint32_t m, int key) except NULL:
+        """rules[start .. start + m) share one evaluation difference array (cf_run); key 0: the
+        whole ruleset of a classifier, whose walk counts the rules it passes over as a range."""
+        cdef uint32_t j
+        cdef cf_run *run = <cf_run *>self.gen.alloc(sizeof(cf_run))
+        run.start, run.n, run.key = start, m, key
+        run.diff = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * (m + 1))
+        run.r = <void **>self.gen.alloc(sizeof(void *) * m)
+        for j in range(m):
+            crs.rules[start + j].run = <uint8_t>key
+            crs.cold[start + j].run = run
+            crs.cold[start + j].run_pos = j
+            run.r[j] = crs.cold[start + j].r
+            fold[start + j][5] = <uintptr_t>run.diff
+            fold[start + j][6] = j
+        self.runs.append(<uintptr_t>run)
+        return run
+
+    cdef void index_runs(self, cf_ruleset *crs, list fold) except *:
+        """Index the ruleset's runs, or, where the walk would still visit many rules one by one,
+        give it a classifier instead (which passes over a run's members as well)."""
+        cdef cf_run *run
+        found = self.find_runs(crs)
+        walked = crs.n - sum(len(spans) for _s, spans, _k in found) + len(found)
+        if walked >= CLS_MINWALK and self.classify(crs):
+            crs.cdiff = self.add_run(crs, fold, 0, crs.n, 0).diff
+            return
+        for start, spans, key in found:
+            run = self.add_run(crs, fold, start, len(spans), key)
+            self.itab_fill(&run.keys, sorted((lo, hi, pos) for pos, (lo, hi) in enumerate(spans)),
+                           key in (RUN_DST, RUN_SRC) and crs.rules[start].af == AF_INET6)
 
     cdef uint64_t *cls_row(self, cf_cls *c, list rules_in):
         """A bit set of the given rules."""
@@ -2146,13 +2161,13 @@ cdef class _Compiler:
                 for i in range(t0, t1):
                     row[<size_t>i * words + (r >> 6)] |= bit
 
-    cdef void classify(self, cf_ruleset *crs) except *:
+    cdef bint classify(self, cf_ruleset *crs) except -1:
         """Build the ruleset's classifier (cf_cls in pf_test.pxd), unless it is too large."""
         cdef uint32_t n = crs.n, i, k, d, fam, t
         cdef cf_cls *c
         cdef cf_rule *cr
         if n == 0 or n > CLS_MAXRULES:
-            return
+            return False
         words = (n + 63) >> 6
         addr = [[[self.field_spans(crs, i, key, fam) for i in range(n)] for fam in (0, 1)]
                 for key in (RUN_SRC, RUN_DST)]
@@ -2163,7 +2178,7 @@ cdef class _Compiler:
         if rows * words * 8 > CLS_MAXBYTES:
             log.info("ruleset of %d rules walked rule by rule: its classifier would take %d bytes",
                      n, rows * words * 8)
-            return
+            return False
         c = <cf_cls *>self.gen.alloc(sizeof(cf_cls))
         c.words = words
         c.present = self.cls_row(c, list(range(n)))
@@ -2197,6 +2212,7 @@ cdef class _Compiler:
                                          if skip_to(crs, &crs.rules[i], i, k) > i + 1])
         crs.cls = c
         self.gen.g.ncls += 1
+        return True
 
     cdef uint8_t addr_kind(self, pf_rule_addr *ra, table, cf_rule *cr, cf_cold *cc,
                            bint src) except? 0xff:
@@ -2389,8 +2405,9 @@ cdef class Filter:
             self.reap()
         log.debug("rules compiled: %d (filter %d, nat %d, binat %d, rdr %d in the main ruleset); "
                   "indexed runs: %d (%d rules); classified rulesets: %d", gen.g.nrules, gen.g.main.n,
-                  gen.g.nat.n, gen.g.binat.n, gen.g.rdr.n, gen.g.nruns,
-                  sum(gen.g.runs[k].n for k in range(gen.g.nruns)), gen.g.ncls)
+                  gen.g.nat.n, gen.g.binat.n, gen.g.rdr.n, gen.g.nruns - gen.g.ncls,
+                  sum(gen.g.runs[k].n for k in range(gen.g.nruns) if gen.g.runs[k].key),
+                  gen.g.ncls)
 
     def reap(self):
         """Free the replaced generations no state or source node points into any more."""
