@@ -17,7 +17,8 @@ Shape:
   that `Rule.ext_evals` points at (DIOCGETRULE adds it) and are folded into `Rule.r.evaluations`
   when the generation is swapped. Runs of rules that differ only in one address or port, each
   member an interval of keys (host, network, range, port, port range) and none overlapping, are
-  looked up by binary search (cf_run), their evaluations counted as ranges.
+  looked up by binary search (cf_run), their evaluations counted as ranges; rulesets the walk
+  would still visit rule by rule get a classifier (cf_cls) that names the rules it must stop at.
 - Translation rules compile into the same records, as first-match walks (pf_match_translation);
   pools, port allocation and the packet rewriting (incremental checksums, partial ones of vnet
   frames included) are pf_nat's.

@@ -99,6 +99,12 @@ def add_far_host(t, net):
     t.ns(c, "ip", "-6", "route", "add", "default", "via", c.gw6)
     for side, ifname in ((t.b, vb), (c, c.tap)):
         t.ns(side, sys.executable, "-c", TX_CSUM_OFF, ifname)
+    # the new veth's own start-up (link-local DAD, first neighbour resolutions) is B's and C's
+    # kernels' business, not the router's: let it settle before pings through the router count
+    for dst in (c.ip4, c.ip6):
+        for _ in range(10):
+            if t.ns(t.b, "ping", "-c1", "-W1", dst, check=False).returncode == 0:
+                break
     return c
 
 
