@@ -152,7 +152,7 @@ ctypedef struct cf_cls:
     uint64_t *addr_bits[2][2]   # a bit set an interval
     cf_itab port[2]             # [source, destination]
     uint64_t *port_bits[2]
-    uint64_t *unknown[2]        # [source, destination]: rules whose address the walk must read
+    uint64_t *unknown[8]        # by PF_SKIP_*: rules whose field the walk must read (addresses)
     uint64_t *jump[8]           # by PF_SKIP_*: rules whose skip step jumps
     uint64_t *present           # bits of the rules that exist (the last word is partial)
 

@@ -300,18 +300,21 @@ cdef inline uint32_t itab_find(const cf_itab *t, uint64_t khi, uint64_t klo) noe
     cdef uint32_t a = 0, b = t.nint, m
     cdef uint64_t lhi, llo
     # the first interval whose lower bound is above the key
-    while a < b:
-        m = (a + b) >> 1
-        if t.wide:
+    if t.wide:
+        while a < b:
+            m = (a + b) >> 1
             lhi, llo = t.lo[2 * m], t.lo[2 * m + 1]
             if lhi < khi or (lhi == khi and llo <= klo):
                 a = m + 1
             else:
                 b = m
-        elif t.lo[m] <= klo:
-            a = m + 1
-        else:
-            b = m
+    else:
+        while a < b:
+            m = (a + b) >> 1
+            if t.lo[m] <= klo:
+                a = m + 1
+            else:
+                b = m
     if a == 0:
         return RUN_NONE
     a -= 1
@@ -363,7 +366,6 @@ cdef bint cls_stops(const cf_cls *c, const pdesc *pd, uint64_t *stops) noexcept 
     cdef uint32_t w, row
     cdef uint64_t khi, klo, p, acc, mk
     cdef const uint64_t *m[8]
-    cdef const uint64_t *unknown
     if pd.af == AF_INET:
         fam = 0
     elif pd.af == AF_INET6:
@@ -388,10 +390,8 @@ cdef bint cls_stops(const cf_cls *c, const pdesc *pd, uint64_t *stops) noexcept 
         p = c.present[w]            # rules the walk could still reach past the fields so far
         acc = 0
         for k in range(8):
-            if k == PF_SKIP_SRC_ADDR or k == PF_SKIP_DST_ADDR:
-                unknown = c.unknown[0 if k == PF_SKIP_SRC_ADDR else 1]
-                acc |= p & unknown[w]
-                p &= ~unknown[w]
+            acc |= p & c.unknown[k][w]
+            p &= ~c.unknown[k][w]
             mk = m[k][w]
             acc |= p & ~mk & c.jump[k][w]
             p &= mk
@@ -2173,7 +2173,7 @@ cdef class _Compiler:
         addr = [[[self.field_spans(crs, i, key, fam) for i in range(n)] for fam in (0, 1)]
                 for key in (RUN_SRC, RUN_DST)]
         port = [[self.field_spans(crs, i, key, 0) for i in range(n)] for key in (RUN_SPORT, RUN_DPORT)]
-        rows = 32 + 3 + 2 + 257 + 2 + 8 + 1
+        rows = 32 + 3 + 2 + 257 + 8 + 8 + 1
         for per_rule in [*addr[0], *addr[1], *port]:
             rows += 2 * sum(len(x) if x is not None else 0 for x in per_rule) + 1
         if rows * words * 8 > CLS_MAXBYTES:
@@ -2205,12 +2205,14 @@ cdef class _Compiler:
             for fam in range(2):
                 self.cls_table(c, &c.addr[k][fam], &c.addr_bits[k][fam], addr[k][fam],
                                (<object>1 << (128 if fam else 32)) - 1, fam == 1)
-            c.unknown[k] = self.cls_row(c, [i for i in range(n)
-                                            if addr[k][0][i] is None or addr[k][1][i] is None])
+            c.unknown[PF_SKIP_DST_ADDR if k else PF_SKIP_SRC_ADDR] = self.cls_row(
+                c, [i for i in range(n) if addr[k][0][i] is None or addr[k][1][i] is None])
             self.cls_table(c, &c.port[k], &c.port_bits[k], port[k], 0xffff, False)
         for k in range(8):
             c.jump[k] = self.cls_row(c, [i for i in range(n)
                                          if skip_to(crs, &crs.rules[i], i, k) > i + 1])
+            if c.unknown[k] == NULL:
+                c.unknown[k] = self.cls_row(c, [])      # a field always known
         crs.cls = c
         self.gen.g.ncls += 1
         return True
