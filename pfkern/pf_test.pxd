@@ -153,6 +153,7 @@ ctypedef struct cf_cls:
     cf_itab port[2]             # [source, destination]
     uint64_t *port_bits[2]
     uint64_t *unknown[8]        # by PF_SKIP_*: rules whose field the walk must read (addresses)
+    uint8_t unknown_any[8]      # unknown[k] has a bit set
     uint64_t *jump[8]           # by PF_SKIP_*: rules whose skip step jumps
     uint64_t *present           # bits of the rules that exist (the last word is partial)
 
