@@ -2162,20 +2162,13 @@ cdef class _Compiler:
             row[i >> 6] |= (<uint64_t>1) << (i & 63)
         return row
 
-    cdef void cls_table(self, cf_cls *c, cf_itab *t, uint64_t **bits, list per_rule, object top,
-                        bint wide) except *:
-        """The elementary intervals of the rules' spans (None: let through, the unknown bit
-        decides) and a bit set of the rules each lets through."""
+    cdef void cls_table(self, cf_cls *c, cf_itab *t, uint64_t **bits, list per_rule, list bounds,
+                        object top, bint wide) except *:
+        """The elementary intervals (from bounds, see elementary_bounds) of the rules' spans (None:
+        let through, the unknown bit decides) and a bit set of the rules each lets through."""
         cdef uint32_t i, r, t0, t1, words = c.words
         cdef uint64_t *row
         cdef uint64_t bit
-        bounds = {0}
-        for spans in per_rule:
-            for lo, hi in (spans or ()):
-                bounds.add(lo)
-                if hi < top:
-                    bounds.add(hi + 1)
-        bounds = sorted(bounds)
         self.itab_fill(t, [(b, (bounds[k + 1] - 1) if k + 1 < len(bounds) else top, k)
                            for k, b in enumerate(bounds)], wide)
         row = <uint64_t *>self.gen.alloc(sizeof(uint64_t) * words * t.nint)
@@ -2194,15 +2187,19 @@ cdef class _Compiler:
         cdef uint32_t n = crs.n, i, k, d, fam, t
         cdef cf_cls *c
         cdef cf_rule *cr
+        if n > CLS_MAXRULES:
+            log.info("ruleset of %d rules walked rule by rule: a classifier takes at most %d",
+                     n, CLS_MAXRULES)
         if n == 0 or n > CLS_MAXRULES:
             return False
         words = (n + 63) >> 6
         addr = [[[self.field_spans(crs, i, key, fam) for i in range(n)] for fam in (0, 1)]
                 for key in (RUN_SRC, RUN_DST)]
         port = [[self.field_spans(crs, i, key, 0) for i in range(n)] for key in (RUN_SPORT, RUN_DPORT)]
-        rows = 32 + 3 + 2 + 257 + 8 + 8 + 1
-        for per_rule in [*addr[0], *addr[1], *port]:
-            rows += 2 * sum(len(x) if x is not None else 0 for x in per_rule) + 1
+        addr_bounds = [[elementary_bounds(addr[k][fam], (<object>1 << (128 if fam else 32)) - 1)
+                        for fam in (0, 1)] for k in (0, 1)]
+        port_bounds = [elementary_bounds(port[k], 0xffff) for k in (0, 1)]
+        rows = 32 + 3 + 2 + 257 + 8 + 8 + 1 + sum(map(len, [*addr_bounds[0], *addr_bounds[1], *port_bounds]))
         if rows * words * 8 > CLS_MAXBYTES:
             log.info("ruleset of %d rules walked rule by rule: its classifier would take %d bytes",
                      n, rows * words * 8)
@@ -2231,10 +2228,10 @@ cdef class _Compiler:
         for k in range(2):
             for fam in range(2):
                 self.cls_table(c, &c.addr[k][fam], &c.addr_bits[k][fam], addr[k][fam],
-                               (<object>1 << (128 if fam else 32)) - 1, fam == 1)
+                               addr_bounds[k][fam], (<object>1 << (128 if fam else 32)) - 1, fam == 1)
             c.unknown[PF_SKIP_DST_ADDR if k else PF_SKIP_SRC_ADDR] = self.cls_row(
                 c, [i for i in range(n) if addr[k][0][i] is None or addr[k][1][i] is None])
-            self.cls_table(c, &c.port[k], &c.port_bits[k], port[k], 0xffff, False)
+            self.cls_table(c, &c.port[k], &c.port_bits[k], port[k], port_bounds[k], 0xffff, False)
         for k in range(8):
             c.jump[k] = self.cls_row(c, [i for i in range(n)
                                          if skip_to(crs, &crs.rules[i], i, k) > i + 1])
@@ -2289,6 +2286,18 @@ cdef class _Compiler:
         if ra.neg:
             kind |= CK_NEG
         return kind
+
+
+def elementary_bounds(list per_rule, top):
+    """The lower bounds of the elementary intervals of [0, top] that the rules' spans cut it into
+    (every key of one interval meets the same rules), sorted."""
+    bounds = {0}
+    for spans in per_rule:
+        for lo, hi in (spans or ()):
+            bounds.add(lo)
+            if hi < top:
+                bounds.add(hi + 1)
+    return sorted(bounds)
 
 
 cdef fold_arrays(_Gen gen, list fold, list runs):
