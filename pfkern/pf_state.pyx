@@ -388,6 +388,8 @@ cdef void _src_node_release_state(pf_state_table *t, pf_kstate *st, uint32_t now
 
 
 cdef void pf_unlink_state(pf_state_table *t, pf_kstate *st) noexcept nogil:
+    if t.pcursor == st:
+        t.pcursor = st.anext
     _detach_keys(t, st)
     st.ipprev[0] = st.inext
     if st.inext != NULL:

@@ -31,8 +31,9 @@ Shape:
   matched table rules count through `pfr_dp_update_stats`.
 - `pf_test_hook` is tap_engine.pf_test; it runs without the GIL, allocation-free (states and
   source nodes come from pf_state's pools).
-- A purge thread (PFTM_INTERVAL) unlinks expired states and source nodes, frees generations no
-  state uses, and adds overloading sources to their tables (under core.lock).
+- A purge thread (PFTM_INTERVAL) unlinks expired states (PURGE_SLICE at a time, letting go of
+  the engine lock between slices) and source nodes, frees generations no state uses, and adds
+  overloading sources to their tables (under core.lock).
 
 - Scrub rules (first match) hand packets to pf_norm (reassembly, no-df, random-id, min-ttl,
   set-tos, max-mss) before anything else; route-to/reply-to/dup-to set tap_pkt.rt_* for the
@@ -150,6 +151,7 @@ cdef extern from *:
 from pfkern.pf_tap cimport tap_send_rst, tap_send_icmp_error
 
 cdef enum:
+    PURGE_SLICE = 1024          # states the purge looks at per hold of the engine lock
     AF_INET6_BSD = 28
     IPPROTO_ICMP = 1
     IPPROTO_TCP = 6
@@ -1650,23 +1652,38 @@ cdef int pf_test_hook(void *ctx, int dir, tap_if *ifp, tap_pkt *pkt) noexcept no
 # ---- the purge (pf_purge_thread / pf_purge_expired_states) -----------------------------------------
 cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
     """Unlink every expired state (pf_purge_expired_states) and every source node no state uses
-    whose PFTM_SRC_NODE time is up (pf_purge_expired_src_nodes)."""
+    whose PFTM_SRC_NODE time is up (pf_purge_expired_src_nodes). The states go PURGE_SLICE at a
+    time, the lock let go between slices (FreeBSD purges a share of its hash rows per tick): with
+    a million states the datapath and the ioctls wait for one slice, not for all of them. Another
+    purge under way makes this one a no-op."""
     cdef pf_state_table *t = e.t
     cdef pf_kstate *st
-    cdef pf_kstate *nxt
-    cdef unsigned int n = 0
+    cdef unsigned int n = 0, k
     cdef uint32_t now
     cdef pf_ksrc_node *sn
     cdef pf_ksrc_node *snext
     pthread_mutex_lock(&t.lock)
+    if t.purging:
+        pthread_mutex_unlock(&t.lock)
+        return 0
+    t.purging = 1
     now = pf_uptime()
-    st = t.ahead
-    while st != NULL:
-        nxt = st.anext
-        if st.timeout == PFTM_PURGE or pf_state_expires(t, st, now) <= now:
-            pf_unlink_state(e.t, st)          # (it takes the state off its rules' states_cur)
-            n += 1
-        st = nxt
+    t.pcursor = t.ahead
+    while t.pcursor != NULL:
+        k = 0
+        while t.pcursor != NULL and k < PURGE_SLICE:
+            st = t.pcursor
+            t.pcursor = st.anext
+            if st.timeout == PFTM_PURGE or pf_state_expires(t, st, now) <= now:
+                pf_unlink_state(e.t, st)      # (it takes the state off its rules' states_cur)
+                n += 1
+            k += 1
+        if t.pcursor != NULL:
+            # states unlinked meanwhile move the cursor on (pf_unlink_state); new ones are
+            # appended after it and looked at in this pass too
+            pthread_mutex_unlock(&t.lock)
+            pthread_mutex_lock(&t.lock)
+    t.purging = 0
     if e.norm != NULL:
         pf_norm_purge(e.norm, now)
     sn = t.shead

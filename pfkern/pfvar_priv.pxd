@@ -194,6 +194,9 @@ ctypedef struct pf_state_table:
     uint32_t *timeouts            # core.timeout (the default rule's timeouts)
     unsigned int *limits          # core.limit (PF_LIMIT_*)
     uint32_t *hostid              # core.status.hostid
+    pf_kstate *pcursor            # the purge's place in the all-states list while it lets go of
+                                  # the lock between slices (pf_unlink_state moves it on)
+    int purging                   # a purge is under way (one at a time)
 
 
 # Filter of DIOCKILLSTATES (FreeBSD 13's pf_kstate_kill): decoded from pfioc_state_kill, matched
