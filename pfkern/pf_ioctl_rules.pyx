@@ -120,7 +120,7 @@ def h_getrule(d, ctx, bytearray buf, mem):
     addr_copyout(d.core, &pr.rule.src.addr, rule.src_table, pr.rule.af)
     addr_copyout(d.core, &pr.rule.dst.addr, rule.dst_table, pr.rule.af)
     if pr.action == PF_GET_CLR_CNTR_:
-        rule.clear_counters()
+        engine_locked(d, rule.clear_counters)
 
 
 def h_changerule(d, ctx, bytearray buf, mem):
@@ -133,7 +133,13 @@ def h_changerule(d, ctx, bytearray buf, mem):
 
 
 def h_clrrulectrs(d, ctx, bytearray buf, mem):
-    d.core.rulesets.clear_rule_counters()
+    engine_locked(d, d.core.rulesets.clear_rule_counters)
+
+
+def engine_locked(d, fn):
+    """fn() under the engine lock (the datapath bumps rule counters under it), if there is one."""
+    states = d.core.states
+    return fn() if states is None else states.run_locked(fn)
 
 
 # -- pool addresses ------------------------------------------------------------------------------

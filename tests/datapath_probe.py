@@ -152,9 +152,10 @@ def ping(host, count=3, ttl=64, size=56, timeout=2.0):
         s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(ttl))
     ident = os.getpid() & 0xffff
     req, rep = (128, 129) if v6 else (8, 0)
-    got, other = 0, []
+    other = []
+    payloads, replied = {}, set()   # a reply later than its own wait still counts, in a later one
     for seq in range(int(count)):
-        payload = os.urandom(int(size))
+        payload = payloads[seq] = os.urandom(int(size))
         hdr = struct.pack("!BBHHH", req, 0, 0, ident, seq)
         pkt = hdr if v6 else struct.pack("!BBHHH", req, 0, _csum(hdr + payload), ident, seq)
         s.sendto(pkt + payload, (host, 0))     # the kernel fills the ICMPv6 checksum
@@ -170,9 +171,12 @@ def ping(host, count=3, ttl=64, size=56, timeout=2.0):
             if len(d) < 8:
                 continue
             t, c = d[0], d[1]
-            if t == rep and struct.unpack("!HH", d[4:8]) == (ident, seq) and d[8:] == payload:
-                got += 1
-                break
+            rid, rseq = struct.unpack("!HH", d[4:8])
+            if t == rep and rid == ident and payloads.get(rseq) == d[8:] and rseq not in replied:
+                replied.add(rseq)
+                if rseq == seq:
+                    break
+                continue
             if t != req and t != rep:
                 # an error quoting our echo: inner header, then our ICMP header
                 inner = d[8:]
@@ -180,7 +184,7 @@ def ping(host, count=3, ttl=64, size=56, timeout=2.0):
                 if len(inner) >= off + 8 and struct.unpack("!HH", inner[off + 4:off + 8]) == (ident, seq):
                     other.append([t, c, a[0]])
                     break
-    out({"sent": int(count), "received": got, "errors": other})
+    out({"sent": int(count), "received": len(replied), "errors": other})
 
 
 def raw(ifname, dstmac, frames_hex):
