@@ -2003,7 +2003,7 @@ cdef class _Compiler:
             return [x for x in spans if x[0] <= x[1]]
         kind = a.dst_kind if key == RUN_DST else a.src_kind
         base = kind & 0x7f
-        top = (<object>1 << (128 if fam else 32)) - 1
+        top = addr_top(fam)
         if a.af and a.af != (AF_INET6 if fam else AF_INET):
             return [(0, top)]                   # the family check rejects the rule first
         if base == CK_ANY:
@@ -2207,13 +2207,14 @@ cdef class _Compiler:
         if n > CLS_MAXRULES:
             log.info("ruleset of %d rules walked rule by rule: a classifier takes at most %d",
                      n, CLS_MAXRULES)
-        if n == 0 or n > CLS_MAXRULES:
+            return False
+        if n == 0:
             return False
         words = (n + 63) >> 6
         addr = [[[self.field_spans(crs, i, key, fam) for i in range(n)] for fam in (0, 1)]
                 for key in (RUN_SRC, RUN_DST)]
         port = [[self.field_spans(crs, i, key, 0) for i in range(n)] for key in (RUN_SPORT, RUN_DPORT)]
-        addr_bounds = [[elementary_bounds(addr[k][fam], (<object>1 << (128 if fam else 32)) - 1)
+        addr_bounds = [[elementary_bounds(addr[k][fam], addr_top(fam))
                         for fam in (0, 1)] for k in (0, 1)]
         port_bounds = [elementary_bounds(port[k], 0xffff) for k in (0, 1)]
         rows = 32 + 3 + 2 + 257 + 8 + 8 + 1 + sum(map(len, [*addr_bounds[0], *addr_bounds[1], *port_bounds]))
@@ -2245,7 +2246,7 @@ cdef class _Compiler:
         for k in range(2):
             for fam in range(2):
                 self.cls_table(c, &c.addr[k][fam], &c.addr_bits[k][fam], addr[k][fam],
-                               addr_bounds[k][fam], (<object>1 << (128 if fam else 32)) - 1, fam == 1)
+                               addr_bounds[k][fam], addr_top(fam), fam == 1)
             c.unknown[PF_SKIP_DST_ADDR if k else PF_SKIP_SRC_ADDR] = self.cls_row(
                 c, [i for i in range(n) if addr[k][0][i] is None or addr[k][1][i] is None])
             self.cls_table(c, &c.port[k], &c.port_bits[k], port[k], port_bounds[k], 0xffff, False)
@@ -2303,6 +2304,12 @@ cdef class _Compiler:
         if ra.neg:
             kind |= CK_NEG
         return kind
+
+
+def addr_top(fam):
+    """The largest address of a family (0 IPv4, 1 IPv6) as a number (a Python integer: with
+    literals alone Cython shifts in C)."""
+    return (<object>1 << (128 if fam else 32)) - 1
 
 
 def elementary_bounds(list per_rule, top):
