@@ -38,6 +38,8 @@ ctypedef struct cf_pool:
     uint32_t key[4]             # source-hash key
     uint16_t proxy_port[2]      # host order
     pf_addr counter
+    int last                    # the entry nat_map_addr last took an address from (its interface
+                                # is route-to's: FreeBSD's rpool.cur->kif); -1 after a sticky one
 
 # xorshift64 state for random pools and port picks (the engine's).
 cdef uint32_t nat_rand(uint64_t *rng) noexcept nogil
@@ -62,7 +64,6 @@ cdef int nat_get_sport(pf_state_table *t, cf_pool *pool, uint8_t af, uint8_t pro
 
 # The first usable entry of the pool whose network holds a (route-to: the interface of the address
 # nat_map_addr chose); -1 when none.
-cdef int nat_pool_entry(const cf_pool *pool, uint8_t af, const pf_addr *a) noexcept nogil
 
 # Rewrite the packet's source (src = True) or destination address and port in place: addresses
 # in the IP header (IPv4 header checksum), ports of TCP/UDP or the ICMP/ICMPv6 echo id, and the

@@ -161,6 +161,7 @@ cdef int nat_map_addr(cf_pool *pool, uint8_t af, const pf_addr *saddr, pf_addr *
     cdef bint ok
     cdef uint8_t kind = pool.opts & PF_POOL_TYPEMASK
     if sticky != NULL and not azero(sticky, af):
+        pool.last = -1
         acpy(naddr, sticky, af)
         if init_addr != NULL and azero(init_addr, af):
             acpy(init_addr, naddr, af)      # a port search on it ends when it is full
@@ -178,6 +179,7 @@ cdef int nat_map_addr(cf_pool *pool, uint8_t af, const pf_addr *saddr, pf_addr *
                     break
             if cur == NULL:
                 return 1
+        pool.last = <int>(cur - pool.a)
         if kind == PF_POOL_NONE:
             acpy(naddr, &cur.addr, af)
         elif kind == PF_POOL_BITMASK:
@@ -224,6 +226,7 @@ cdef int nat_map_addr(cf_pool *pool, uint8_t af, const pf_addr *saddr, pf_addr *
                 break
             if pool.cur == start:
                 return 1
+    pool.last = pool.cur
     acpy(naddr, &pool.counter, af)
     if init_addr != NULL and azero(init_addr, af):
         acpy(init_addr, naddr, af)
@@ -288,14 +291,6 @@ cdef int nat_get_sport(pf_state_table *t, cf_pool *pool, uint8_t af, uint8_t pro
                 return 1                        # every address of the pool tried
         else:
             return 1
-
-
-cdef int nat_pool_entry(const cf_pool *pool, uint8_t af, const pf_addr *a) noexcept nogil:
-    cdef int k
-    for k in range(pool.n):
-        if usable(&pool.a[k], af) and in_net(a, &pool.a[k].addr, &pool.a[k].mask, af):
-            return k
-    return -1
 
 
 # ---- rewriting -----------------------------------------------------------------------------------------

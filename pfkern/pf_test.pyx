@@ -76,7 +76,7 @@ from pfkern.pf_rule cimport PoolAddr
 from pfkern.pf_log cimport pflog_rule
 from pfkern.pf_norm cimport (pf_norm_new, pf_norm_free, pf_norm_packet, pf_norm_purge, NORM_PASS)
 from pfkern.pf_nat cimport (cf_pool, cf_pooladdr, NP_ADDR, NP_NONE, NP_TABLE, nat_get_sport, nat_map_addr,
-                            nat_poolmask, nat_rewrite, nat_rewrite_icmp_error, nat_pool_entry)
+                            nat_poolmask, nat_rewrite, nat_rewrite_icmp_error)
 from pfkern.pf_tap cimport TAP_RT_ROUTE, TAP_RT_DUP
 from pfkern.pf cimport PfCore
 from pfkern.pf_tap cimport tap_if, tap_pkt, tap_engine, Datapath
@@ -1081,13 +1081,9 @@ cdef bint src_connlimit(pf_engine *e, pf_kstate *st, uint32_t now) noexcept nogi
 cdef int route_target(pf_engine *e, cf_pool *pool, pdesc *pd, pf_addr *addr) noexcept nogil:
     """pf_map_addr for route-to: the next hop from the rule's pool and its interface
     (tap_if.index), -1 when the pool has none for the packet's family or names no interface."""
-    cdef int k
-    if nat_map_addr(pool, pd.af, pd.src, addr, NULL, &e.rng, NULL):
+    if nat_map_addr(pool, pd.af, pd.src, addr, NULL, &e.rng, NULL) or pool.last < 0:
         return -1
-    k = nat_pool_entry(pool, pd.af, addr)
-    if k < 0 or pool.a[k].ifidx < 0:
-        return -1
-    return pool.a[k].ifidx
+    return pool.a[pool.last].ifidx
 
 
 cdef int create_state(pf_engine *e, cf_cold *cr, cf_cold *ca, cf_cold *nr, pdesc *pd,

@@ -55,6 +55,25 @@ def test_route_to_sends_where_the_table_cannot(f):
     assert bytes(st.rt_addr)[:4] == bytes(map(int, f.b.ip4.split(".")))
 
 
+def test_route_to_a_table_pool_round_robin(f):
+    """route-to (B's interface <table>) round-robin: the next hop comes from the table and the
+    interface from the pool entry that holds it (FreeBSD: rpool.cur->kif)."""
+    from pfkern.client.constants import PF_POOL_ROUNDROBIN, PFR_TFLAG_PERSIST
+    from tables_util import TableClient, table
+    tc = TableClient(f.dev)
+    tc.add_tables(table("hops", flags=PFR_TFLAG_PERSIST))
+    try:
+        tc.add_addrs(table("hops"), [f.b.ip4])
+        r, pool = routed(PF_ROUTETO, f.b.tap, "<hops>", direction=PF_IN, ifname=f.a.tap, quick=1,
+                         proto=UDP, dst="10.98.0.0/16")
+        r.rpool.opts = PF_POOL_ROUNDROBIN
+        f.load([rule(PF_PASS, keep_state=0, no_flags=1), (r, pool)])
+        assert f.fprobe(f.a, "udp_send", UNROUTED, UDP_PORT, 3, 1.0)["ok"] == 3
+    finally:
+        f.flush()
+        tc.del_tables(table("hops"))
+
+
 def test_reply_to_sends_replies_back_the_way_they_came(f):
     """B writes from an address the router routes towards A: the replies would go astray; with
     reply-to on B's side they leave by B's interface to B."""
