@@ -26,8 +26,9 @@ cdef class Rule:
     # active generation this points at that counter, which r.evaluations does not include yet.
     # The engine folds it into r.evaluations (and clears the pointer) when the generation goes.
     cdef uint64_t *ext_evals
-    # A rule in one of the engine's indexed runs has more pending evaluations: the prefix sum of
-    # the run's difference array up to its place (pf_test.pxd, cf_run).
+    # A rule in one of the engine's indexed runs or classified rulesets has more pending
+    # evaluations: the prefix sum of the run's difference array up to its place (pf_test.pxd,
+    # cf_run).
     cdef uint64_t *ext_diff
     cdef uint32_t ext_pos
 

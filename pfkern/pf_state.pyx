@@ -1090,13 +1090,13 @@ cdef class StateTable:
     cdef void unlock(self) noexcept:
         pthread_mutex_unlock(&self.t.lock)
 
-    def run_locked(self, fn, *args):
+    def run_locked(self, fn):
         """fn(*args) under the engine lock: for control-plane writes to what the datapath
         updates without the GIL (rule counters), so neither loses the other's store. fn must
         not wait for anything."""
         self.lock()
         try:
-            return fn(*args)
+            return fn()
         finally:
             self.unlock()
 

@@ -95,7 +95,7 @@ ctypedef struct cf_cold:
     pf_addr src_mask
     pf_addr dst_addr
     pf_addr dst_mask
-    cf_run *run                 # cf_rule.run: the run and this rule's place in it
+    cf_run *run                 # the run (or classified ruleset's range array) and this rule's place
     uint32_t run_pos
     cf_pool *pool               # translation rules: the compiled rpool
     uint32_t overload1          # overload <table>: index + 1 into the generation's tables
@@ -123,7 +123,7 @@ ctypedef struct cf_itab:
 ctypedef struct cf_run:
     uint32_t start              # rules[start .. start + n) of the ruleset
     uint32_t n
-    uint8_t key                 # RUN_*
+    uint8_t key                 # RUN_*; 0: a classified ruleset's whole-ruleset range array (no keys)
     cf_itab keys                # the members' intervals
     uint64_t *diff              # n + 1 entries
     void **r                    # struct pf_rule * of each member (the fold)
@@ -139,6 +139,7 @@ ctypedef struct cf_run:
 # reject and go on to the next. Between stops the walk only counts evaluations.
 cdef enum:
     CLS_MAXRULES = 4096         # larger rulesets are walked rule by rule
+    CLS_MAXWORDS = CLS_MAXRULES // 64
     CLS_MAXBYTES = 16 << 20     # bit sets of one ruleset's classifier, at most
     CLS_MINWALK = 32            # rulesets whose walk visits fewer rules (runs count one) have none
 
@@ -185,7 +186,7 @@ ctypedef struct cf_gen:
     uint64_t **fold_ev          # the rule's evals entry
     uint64_t ***fold_dslot      # &Rule.ext_diff
     uint32_t **fold_pslot       # &Rule.ext_pos
-    uint64_t **fold_diff        # its run's diff array, NULL outside runs
+    uint64_t **fold_diff        # its run's (or classified ruleset's) diff array, else NULL
     uint32_t *fold_pos
     cf_run **runs
     uint32_t nruns

@@ -109,6 +109,9 @@ cdef extern from "<sys/random.h>" nogil:
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
 
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
 # The classifier's word loops (cls_stops), vectorised: one field's rows over every word.
 cdef extern from *:
     """
@@ -393,7 +396,7 @@ cdef bint cls_stops(const cf_cls *c, const pdesc *pd, uint64_t *stops) noexcept 
     cdef uint32_t w, row
     cdef uint64_t khi, klo
     cdef const uint64_t *m[8]
-    cdef uint64_t reach[64]         # CLS_MAXRULES bits
+    cdef uint64_t reach[CLS_MAXWORDS]
     cdef uint32_t words = c.words
     if pd.af == AF_INET:
         fam = 0
@@ -447,7 +450,8 @@ cdef inline uint32_t next_stop(const uint64_t *stops, uint32_t i, uint32_t n) no
 cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexcept nogil:
     """Walk one ruleset (pf_test_rule's loop, anchors by recursion as pf_step_into_anchor /
     pf_step_out_of_anchor do by stack); 1 = stop evaluating (a quick match). Reads the compact
-    cf_rule array (one cache line a rule); evaluations are counted in rs.evals."""
+    cf_rule array (one cache line a rule); evaluations are counted in rs.evals, and as ranges in
+    a run's diff array or, with a classifier, in rs.cdiff."""
     cdef uint32_t i = 0, n = rs.n
     cdef cf_rule *cr
     cdef cf_rule *rules = rs.rules
@@ -457,7 +461,7 @@ cdef int eval_ruleset(pf_engine *e, cf_ruleset *rs, pdesc *pd, evalctx *c) noexc
     cdef uint32_t src4 = pd.src.addr32[0], dst4 = pd.dst.addr32[0]
     cdef uint32_t k, nxt
     cdef bint kmatch
-    cdef uint64_t stops[64]         # CLS_MAXRULES bits
+    cdef uint64_t stops[CLS_MAXWORDS]
     cdef bint cls = rs.cls != NULL and cls_stops(rs.cls, pd, stops)
     while i < n:
         if cls:
@@ -1678,6 +1682,7 @@ cdef unsigned int purge_expired(pf_engine *e) noexcept nogil:
             # states unlinked meanwhile move the cursor on (pf_unlink_state); new ones are
             # appended after it and looked at in this pass too
             pthread_mutex_unlock(&t.lock)
+            sched_yield()           # the mutex is not fair: let a waiting pf_test in first
             pthread_mutex_lock(&t.lock)
     t.purging = 0
     if e.norm != NULL:
@@ -2204,8 +2209,6 @@ cdef class _Compiler:
             log.info("ruleset of %d rules walked rule by rule: a classifier takes at most %d",
                      n, CLS_MAXRULES)
             return False
-        if n == 0:
-            return False
         words = (n + 63) >> 6
         addr = [[[self.field_spans(crs, i, key, fam) for i in range(n)] for fam in (0, 1)]
                 for key in (RUN_SRC, RUN_DST)]
@@ -2533,7 +2536,10 @@ cdef class Filter:
 
     def purge(self):
         """One purge pass now; returns the number of states removed."""
-        return purge_expired(self.e)
+        cdef unsigned int n
+        with nogil:                 # the lock's other holders may want the GIL (run_locked)
+            n = purge_expired(self.e)
+        return n
 
     def overload(self):
         """pf_overload_task: add the sources the engine queued to their rules' overload tables

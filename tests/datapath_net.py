@@ -169,9 +169,6 @@ class Topology:
         assert "listening" in line, line
         return p
 
-    def ping(self, side, dst, count=2, extra=()):
-        return self.ns(side, "ping", "-c", str(count), "-i", "0.2", "-W", "2", *extra, dst, check=False)
-
     def stats(self):
         """{ifname: engine statistics + pf_packets/pf_bytes} read from the running router (pfd
         --stats-file: SIGUSR1 asks, a new 'seq' answers)."""

@@ -4,7 +4,6 @@ here a missing ../shared becomes a visible skip and a malformed seed a failure."
 import pytest
 
 from pfkern import seeds as _seeds
-from pfkern.seeds import STATS_PRELUDE  # noqa: F401  (re-exported)
 
 
 def _extract(fn):

@@ -36,6 +36,9 @@ def test_cuse_vm_guest_suite(capsys):
         sys.stdout.flush()
     if res.returncode == EXIT_SKIP:
         reasons = [line.split("skipped:", 1)[1].strip() for line in report if "skipped:" in line]
-        pytest.skip("CUSE VM tier: " + (reasons[-1] if reasons else "skipped by the script"))
+        if not reasons:
+            pytest.fail("scripts/cuse-vm-test exited 77 without a 'cuse-vm: skipped:' line\n"
+                        + res.stdout[-4000:])
+        pytest.skip("CUSE VM tier: " + reasons[-1])
     assert res.returncode == 0, (
         f"scripts/cuse-vm-test exited {res.returncode}\n" + res.stdout[-6000:] + res.stderr[-3000:])

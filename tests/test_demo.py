@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import REPO, SEEDS, is_mounted
+from conftest import REPO, is_mounted
+from pfkern.seeds import seeds_dir
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
                                 reason="needs root and /dev/net/tun")
@@ -33,8 +34,9 @@ def link_exists(name):
 
 
 def needs_seeds():
-    if not os.path.isdir(SEEDS):
-        pytest.skip(f"seed documents absent: {SEEDS} does not exist (../shared not beside the checkout)")
+    if not os.path.isdir(seeds_dir()):     # where pfd --demo reads them (PF_SEEDS_DIR honoured)
+        pytest.skip(f"seed documents absent: {seeds_dir()} does not exist "
+                    "(../shared not beside the checkout, PF_SEEDS_DIR unset)")
 
 
 class Demo:

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from pfkern.client import (PFR_DIR_IN, PFR_DIR_OUT, PFR_FB_CLEARED, PFR_FB_NOCOUNT, PFR_FB_NONE,
-                           PFR_FLAG_ADDRSTOO, PFR_FLAG_FEEDBACK, PFR_OP_BLOCK, PFR_OP_PASS,
+                           PFR_FLAG_ADDRSTOO, PFR_FLAG_ALLRSETS, PFR_FLAG_FEEDBACK, PFR_OP_BLOCK, PFR_OP_PASS,
                            PFR_OP_XPASS, PFR_TFLAG_COUNTERS, PFR_TFLAG_PERSIST, PF_RULESET_TABLE)
 from tables_util import AF_INET, AF_INET6, TableClient, addr_text, table
 
@@ -103,7 +103,7 @@ def e():
     yield eng
     for kt in eng.handles:
         eng.tables.detach(kt)
-    eng.tc.clr_tables(flags=0x40)       # ALLRSETS
+    eng.tc.clr_tables(flags=PFR_FLAG_ALLRSETS)
     assert eng.tables.nentries == 0
 
 

@@ -11,11 +11,10 @@ take the address the call leaves in the counter, then PF_AINC it."""
 import ipaddress
 import socket
 
-import pytest
-
 from pfkern.client import PFR_TFLAG_PERSIST
+from pfkern.client.constants import AF_INET6_BSD
 from tables_util import AF_INET, AF_INET6, table
-from test_table_counters import Engine
+from test_table_counters import e  # noqa: F401  (the engine fixture, used by name)
 
 PERSIST = PFR_TFLAG_PERSIST
 
@@ -63,16 +62,6 @@ def stats(e, name, anchor=""):
         if ts.pfrts_t.pfrt_name.decode() == name:
             return ts.pfrts_match, ts.pfrts_nomatch
     raise KeyError(name)
-
-
-@pytest.fixture
-def e():
-    eng = Engine()
-    yield eng
-    for kt in eng.handles:
-        eng.tables.detach(kt)
-    eng.tc.clr_tables(flags=0x40)       # ALLRSETS
-    assert eng.tables.nentries == 0
 
 
 def define(e, name, entries, anchor=""):
@@ -163,7 +152,7 @@ def test_ipv6(e):
     r, idx, ctr = get(e, wide, AF_INET6, 1, inc(last, AF_INET6))
     assert (r, idx, text(ctr, AF_INET6)) == (0, 0, "2001:db8::")
     # BSD's AF_INET6 value is taken too
-    assert get(e, kt, 28, -1, bytes(16))[:2] == (0, 0)
+    assert get(e, kt, AF_INET6_BSD, -1, bytes(16))[:2] == (0, 0)
 
 
 def test_empty_and_inactive_tables(e):

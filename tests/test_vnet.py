@@ -102,8 +102,8 @@ def add_far_host(t, net):
     # the new veth's own start-up (link-local DAD, first neighbour resolutions) is B's and C's
     # kernels' business, not the router's: let it settle before pings through the router count
     for dst in (c.ip4, c.ip6):
-        for _ in range(10):
-            if t.ns(t.b, "ping", "-c1", "-W1", dst, check=False).returncode == 0:
+        for _ in range(5):
+            if t.probe(t.b, "ping", dst, 1)["received"]:
                 break
     return c
 

@@ -215,10 +215,12 @@ def probe_open(uid, gid=None, groups=(), device=DEVICE):
 
 def prebuilt(source, out_dir, name="prog", defines=(), flags=None):
     """Stands in for conftest.compile_c in the guest (no compiler there): the binary the host
-    compiled from the same source text, or a visible skip when the host could not build it."""
+    compiled from the same source text. The host compiles every program a guest test asks for
+    (a compile failure fails there; absent seeds skip before this is reached), so a missing
+    binary is the harness's fault: a failure."""
     binary = os.path.join(BIN, name)
     if not BIN or not os.path.exists(binary):
-        pytest.skip(f"{name} was not compiled on the host (see scripts/cuse-vm-test's notes)")
+        pytest.fail(f"{binary} missing (CUSE_VM_BIN={BIN!r}): scripts/cuse-vm-test should have built it")
     with open(binary + ".c") as f:
         assert f.read() == source, f"{binary} was compiled from another source text"
     expected = {"ifstats": ['PF_DEVICE="/dev/pf"']}.get(name, [])
