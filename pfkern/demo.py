@@ -39,12 +39,20 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from pfkern.client.constants import (PF_BINAT, PF_DEBUG_MISC, PF_DEBUG_NOISY, PF_DEBUG_NONE,
+                                     PF_DEBUG_URGENT, PF_DROP, PF_IN, PF_NAT, PF_NOBINAT, PF_NONAT,
+                                     PF_NORDR, PF_NOSCRUB, PF_OP_EQ, PF_OP_GE, PF_OP_GT, PF_OP_IRG,
+                                     PF_OP_LE, PF_OP_LT, PF_OP_NE, PF_OP_RRG, PF_OP_XRG, PF_OUT,
+                                     PF_PASS, PF_RDR, PF_SCRUB, PF_STATE_MODULATE, PF_STATE_NORMAL,
+                                     PF_STATE_SYNPROXY)
 
 log = logging.getLogger("pfd.demo")
 
@@ -94,7 +102,7 @@ def netns_remove(name):
     pids = _sh("ip", "netns", "pids", name, check=False).stdout.split()
     for pid in pids:
         try:
-            os.kill(int(pid), 9)
+            os.kill(int(pid), signal.SIGKILL)
         except (ValueError, ProcessLookupError):
             pass
     _sh("ip", "netns", "del", name, check=False)
@@ -414,7 +422,8 @@ def run_seed(argv, device, needs_dev_pf=False):
 
 # -- pfctl-like views (formats of FreeBSD 12.1's pfctl) ------------------------------------------
 
-DEBUG_NAMES = ("None", "Urgent", "Misc", "Loud")
+DEBUG_NAMES = {PF_DEBUG_NONE: "None", PF_DEBUG_URGENT: "Urgent", PF_DEBUG_MISC: "Misc",
+               PF_DEBUG_NOISY: "Loud"}
 TCP_STATES = ("CLOSED", "LISTEN", "SYN_SENT", "SYN_RCVD", "ESTABLISHED", "CLOSE_WAIT",
               "FIN_WAIT_1", "CLOSING", "LAST_ACK", "FIN_WAIT_2", "TIME_WAIT")
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp"}
@@ -436,7 +445,7 @@ def show_info(pf):
                 f"{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}")
     else:
         line = f"Status: {running}"
-    debug = DEBUG_NAMES[st.debug] if st.debug < len(DEBUG_NAMES) else str(st.debug)
+    debug = DEBUG_NAMES.get(st.debug, str(st.debug))
     out = [f"{line:<44}{'Debug: ' + debug:>15}", "",
            f"{'State Table':<27} {'Total':>14} {'Rate':>16}",
            f"  {'current entries':<25} {st.states:>14} {'':>14}"]
@@ -482,8 +491,9 @@ def _addr(wrap, af):
     return str(a) if bits == a.max_prefixlen else f"{a}/{bits}"
 
 
-OPS = {1: "{a}><{b}", 2: "= {a}", 3: "!= {a}", 4: "< {a}", 5: "<= {a}", 6: "> {a}", 7: ">= {a}",
-       8: "{a}<>{b}", 9: "{a}:{b}"}
+OPS = {PF_OP_IRG: "{a}><{b}", PF_OP_EQ: "= {a}", PF_OP_NE: "!= {a}", PF_OP_LT: "< {a}",
+       PF_OP_LE: "<= {a}", PF_OP_GT: "> {a}", PF_OP_GE: ">= {a}", PF_OP_XRG: "{a}<>{b}",
+       PF_OP_RRG: "{a}:{b}"}
 
 
 def _port(raddr):
@@ -499,12 +509,12 @@ def _flags(bits):
 
 def format_rule(r, pool):
     """pfctl's print_rule for the rule kinds the demo loads (filter, nat, rdr, binat)."""
-    from pfkern.client import PF_BINAT, PF_NAT, PF_RDR
-    names = {0: "pass", 1: "block", 2: "scrub", 3: "no scrub", 4: "nat", 5: "no nat",
-             6: "binat", 7: "no binat", 8: "rdr", 9: "no rdr"}
+    names = {PF_PASS: "pass", PF_DROP: "block", PF_SCRUB: "scrub", PF_NOSCRUB: "no scrub",
+             PF_NAT: "nat", PF_NONAT: "no nat", PF_BINAT: "binat", PF_NOBINAT: "no binat",
+             PF_RDR: "rdr", PF_NORDR: "no rdr"}
     words = [names.get(r.action, f"action {r.action}")]
-    if r.action in (0, 1):
-        words += [{1: "in", 2: "out"}.get(r.direction, "")]
+    if r.action in (PF_PASS, PF_DROP):
+        words += [{PF_IN: "in", PF_OUT: "out"}.get(r.direction, "")]
         words += ["quick"] if r.quick else []
     if r.ifname[:1]:
         words += ["on", ("!" if r.ifnot else "") + _cstr(r.ifname)]
@@ -517,11 +527,12 @@ def format_rule(r, pool):
     else:
         words += ["from", ("! " if r.src.neg else "") + src + _port(r.src),
                   "to", ("! " if r.dst.neg else "") + dst + _port(r.dst)]
-    if r.action in (0, 1):
+    if r.action in (PF_PASS, PF_DROP):
         if r.flags or r.flagset:
             words += ["flags", f"{_flags(r.flags)}/{_flags(r.flagset)}"]
         if r.keep_state:
-            words += [{1: "keep state", 2: "modulate state", 3: "synproxy state"}.get(r.keep_state, "")]
+            words += [{PF_STATE_NORMAL: "keep state", PF_STATE_MODULATE: "modulate state",
+                       PF_STATE_SYNPROXY: "synproxy state"}.get(r.keep_state, "")]
     if r.action in (PF_NAT, PF_RDR, PF_BINAT) and pool:
         targets = [_addr(pa.addr, r.af) for pa in pool]
         words += ["->", targets[0] if len(targets) == 1 else "{ " + ", ".join(targets) + " }"]
