@@ -981,10 +981,7 @@ cdef void ip4_fragment(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *ne
         e.fstats[oif.index][FS_FRAG_FAIL] += 1
         oif.stats[ST_DROP_MTU] += 1
         return
-    if p.csum_partial:
-        csum_complete(p.l3 + p.csum_start, p.len - p.csum_start, p.csum_offset)
-        p.csum_partial = 0
-        e.vstats[oif.index][VS_SW_CSUM] += 1
+    sw_csum(e, oif, p)
     f = p[0]
     pkt_no_offload(&f)
     e.fstats[oif.index][FS_FRAG_OK] += 1
@@ -1079,16 +1076,19 @@ cdef void icmp4_error(tap_engine *e, tap_pkt *p, uint8_t type, uint8_t code, uin
     ip4_header(e, ip, 20 + 8 + quote, 1, src, p.src)
     ip4_send_local(e, ip, 20 + 8 + quote)
 
+cdef inline void sw_csum(tap_engine *e, tap_if *ifp, tap_pkt *p) noexcept nogil:
+    """Complete a partial (offloaded) checksum in software, counted on ifp."""
+    if p.csum_partial:
+        csum_complete(p.l3 + p.csum_start, p.len - p.csum_start, p.csum_offset)
+        p.csum_partial = 0
+        e.vstats[ifp.index][VS_SW_CSUM] += 1
+
 cdef bint local_csum(tap_engine *e, tap_if *ifp, tap_pkt *p) noexcept nogil:
     """A packet for us with a partial checksum gets it completed (our checks then hold); a
     super-frame is refused."""
-    if not p.csum_partial:
-        return True
-    if p.gso_size:
+    if p.csum_partial and p.gso_size:
         return False
-    csum_complete(p.l3 + p.csum_start, p.len - p.csum_start, p.csum_offset)
-    p.csum_partial = 0
-    e.vstats[ifp.index][VS_SW_CSUM] += 1
+    sw_csum(e, ifp, p)
     return True
 
 cdef void local4(tap_engine *e, tap_if *ifp, tap_pkt *p) noexcept nogil:
@@ -1276,10 +1276,7 @@ cdef void ip6_refragment(tap_engine *e, tap_if *oif, tap_pkt *p, const uint8_t *
             keep_original(&q, p, orig, sizeof(orig))
             icmp6_error(e, &q, 2, 0, oif.mtu)
         return
-    if p.csum_partial:
-        csum_complete(p.l3 + p.csum_start, p.len - p.csum_start, p.csum_offset)
-        p.csum_partial = 0
-        e.vstats[oif.index][VS_SW_CSUM] += 1
+    sw_csum(e, oif, p)
     f = p[0]
     pkt_no_offload(&f)
     f.frag_max = 0
